@@ -1,0 +1,106 @@
+import { Duration, Size, Validations } from 'aws-cdk-lib'
+import * as ec2 from 'aws-cdk-lib/aws-ec2'
+import { Platform } from 'aws-cdk-lib/aws-ecr-assets'
+import * as iam from 'aws-cdk-lib/aws-iam'
+import * as lambda from 'aws-cdk-lib/aws-lambda'
+import * as logs from 'aws-cdk-lib/aws-logs'
+import { Construct } from 'constructs'
+import { type InterpreterConfig, sandboxTimeoutSeconds } from '../config'
+import { projectPath } from '../paths'
+
+/** What Lambda needs to attach a function to a VPC (AWSLambdaENIManagementAccess's actions). */
+export const SANDBOX_ENI_ACTIONS = [
+  'ec2:CreateNetworkInterface',
+  'ec2:DescribeNetworkInterfaces',
+  'ec2:DescribeSubnets',
+  'ec2:DeleteNetworkInterface',
+  'ec2:AssignPrivateIpAddresses',
+  'ec2:UnassignPrivateIpAddresses',
+]
+
+export const SANDBOX_LOG_ACTIONS = ['logs:CreateLogStream', 'logs:PutLogEvents']
+
+export interface SandboxFunctionProps {
+  readonly config: InterpreterConfig['sandbox']
+  readonly vpc: ec2.IVpc
+  readonly securityGroup: ec2.ISecurityGroup
+  readonly logRetention: logs.RetentionDays
+  /** Directory with the sandbox's Dockerfile; the repository's python-runtime/ by default. */
+  readonly imageDirectory?: string
+}
+
+/**
+ * The Python sandbox: one invocation runs one code block of model-written code.
+ * Everything here assumes the code is hostile: no network, a role that can do nothing from
+ * inside, and (by default) one execution environment per organization.
+ */
+export class SandboxFunction extends Construct {
+  readonly function: lambda.DockerImageFunction
+  readonly role: iam.Role
+  readonly logGroup: logs.LogGroup
+
+  constructor(scope: Construct, id: string, props: SandboxFunctionProps) {
+    super(scope, id)
+    const { config } = props
+
+    this.logGroup = new logs.LogGroup(this, 'Logs', { retention: props.logRetention })
+
+    // A hand-written role instead of the two managed policies CDK would attach: logs only to
+    // this function's log group, and the ENI rights Lambda itself needs for the VPC.
+    this.role = new iam.Role(this, 'Role', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: 'Sandbox Lambda: own logs and VPC network interfaces, nothing else',
+    })
+    this.role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'OwnLogGroupOnly',
+        actions: SANDBOX_LOG_ACTIONS,
+        resources: [this.logGroup.logGroupArn],
+      }),
+    )
+    this.role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'LambdaManagesVpcInterfaces',
+        actions: SANDBOX_ENI_ACTIONS,
+        resources: ['*'],
+      }),
+    )
+    // Lambda's own ENI calls carry no lambda:SourceFunctionArn; calls made with the credentials
+    // inside the environment do. So code in the sandbox cannot use the ENI rights above.
+    this.role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'NoEniCallsFromInsideTheSandbox',
+        effect: iam.Effect.DENY,
+        actions: SANDBOX_ENI_ACTIONS,
+        resources: ['*'],
+        conditions: { Null: { 'lambda:SourceFunctionArn': 'false' } },
+      }),
+    )
+    Validations.of(this.role).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason:
+        'Lambda needs the ENI actions to attach the sandbox to its VPC; DescribeNetworkInterfaces and DescribeSubnets support no resource scoping, and the Deny statement stops code inside the sandbox from using any of them',
+    })
+
+    this.function = new lambda.DockerImageFunction(this, 'Function', {
+      description: 'Runs one block of untrusted Python per invocation',
+      code: lambda.DockerImageCode.fromImageAsset(props.imageDirectory ?? projectPath('python-runtime'), {
+        cmd: ['sandbox.runner.handler'],
+        platform: Platform.LINUX_ARM64,
+        exclude: ['**/__pycache__', '**/.pytest_cache', '**/.venv'],
+      }),
+      architecture: lambda.Architecture.ARM_64,
+      timeout: Duration.seconds(sandboxTimeoutSeconds(config.codeTimeoutMs)),
+      memorySize: config.memoryMb,
+      ephemeralStorageSize: Size.mebibytes(config.ephemeralStorageMb),
+      reservedConcurrentExecutions: config.reservedConcurrency ?? undefined,
+      // Set at creation only: switching it later replaces the function.
+      tenancyConfig: config.tenantIsolation ? lambda.TenancyConfig.PER_TENANT : undefined,
+      role: this.role,
+      logGroup: this.logGroup,
+      vpc: props.vpc,
+      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_ISOLATED },
+      securityGroups: [props.securityGroup],
+    })
+  }
+}

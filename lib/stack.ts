@@ -1,0 +1,52 @@
+import { Duration, Stack, type StackProps, Validations } from 'aws-cdk-lib'
+import type * as logs from 'aws-cdk-lib/aws-logs'
+import type { Construct } from 'constructs'
+import { type InterpreterConfig, sandboxTimeoutSeconds } from './config'
+import { ApiFunction } from './constructs/api-function'
+import { SandboxNetwork } from './constructs/network'
+import { SandboxAlarms } from './constructs/operations'
+import { InterpreterApi } from './constructs/rest-api'
+import { SandboxFunction } from './constructs/sandbox'
+import { Storage } from './constructs/storage'
+
+export interface InterpreterStackProps extends StackProps {
+  readonly config: InterpreterConfig
+  /** Override the sandbox image directory (python-runtime/ by default). */
+  readonly sandboxImageDirectory?: string
+}
+
+/**
+ * The whole service. Environment-agnostic on purpose (no `env`): synth needs no AWS lookups.
+ * TODO(issue 4, later): EventBridge Scheduler schedules from cdk.json context, with retries and
+ * a dead-letter queue, in their own construct.
+ */
+export class InterpreterStack extends Stack {
+  constructor(scope: Construct, id: string, props: InterpreterStackProps) {
+    super(scope, id, props)
+    const { config } = props
+    // Validated by the config schema, so it is a value CloudWatch accepts.
+    const logRetention = config.logRetentionDays as logs.RetentionDays
+
+    const network = new SandboxNetwork(this, 'Network', { logRetention })
+    const sandbox = new SandboxFunction(this, 'Sandbox', {
+      config: config.sandbox,
+      vpc: network.vpc,
+      securityGroup: network.securityGroup,
+      logRetention,
+      imageDirectory: props.sandboxImageDirectory,
+    })
+    const storage = new Storage(this, 'Storage', { accessLogRetentionDays: config.logRetentionDays })
+    const api = new ApiFunction(this, 'Api', {
+      config,
+      sandbox: sandbox.function,
+      table: storage.table,
+      bucket: storage.bucket,
+      logRetention,
+    })
+    new InterpreterApi(this, 'RestApi', { handler: api.function, config, logRetention })
+    new SandboxAlarms(this, 'Alarms', {
+      sandbox: sandbox.function,
+      timeout: Duration.seconds(sandboxTimeoutSeconds(config.sandbox.codeTimeoutMs)),
+    })
+  }
+}

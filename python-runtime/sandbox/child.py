@@ -1,0 +1,348 @@
+"""The child: set up isolation while on standby, then run exactly one code block and die.
+
+Runs inside a process forked from the zygote, so it already holds numpy, pandas, scipy, sympy
+and matplotlib. Everything here before `read job` happens off the critical path.
+"""
+from __future__ import annotations
+
+import ast
+import base64
+import builtins
+import io
+import json
+import linecache
+import os
+import resource
+import signal
+import sys
+import traceback
+import types
+
+from . import frames, kernel
+
+CELL = "<cell>"
+MAX_JOB_BYTES = 64 << 20
+
+
+class Limits:
+    """Per-block limits; the payload may tighten the configured defaults, never loosen them."""
+
+    FIELDS = ("timeout_ms", "memory_mb", "max_processes", "max_file_bytes", "max_open_files",
+              "max_output_bytes", "max_files", "max_files_bytes", "max_state_bytes")
+
+    def __init__(self, values: dict):
+        for name in self.FIELDS:
+            setattr(self, name, int(values[name]))
+
+    def tightened(self, requested: dict | None) -> "Limits":
+        merged = {name: getattr(self, name) for name in self.FIELDS}
+        for name, value in (requested or {}).items():
+            if name in merged and isinstance(value, int) and 0 < value < merged[name]:
+                merged[name] = value
+        return Limits(merged)
+
+
+def _vm_size_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _uid_task_count(uid: int) -> int:
+    count = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as f:
+                text = f.read()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        if int(fields.get("Uid", "-1 ").split()[0]) == uid:
+            count += int(fields.get("Threads", "1").strip())
+    return count
+
+
+def _close_other_fds(keep: set[int]) -> None:
+    top = 3
+    for fd in sorted(keep):
+        if fd >= top:
+            os.closerange(top, fd)
+            top = fd + 1
+    os.closerange(top, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+
+
+def _set_limit(which: int, value: int) -> None:
+    soft, hard = resource.getrlimit(which)
+    if hard != resource.RLIM_INFINITY:
+        value = min(value, hard)
+    resource.setrlimit(which, (value, value))
+
+
+def apply_rlimits(limits: Limits, uid_for_nproc: int | None) -> None:
+    _set_limit(resource.RLIMIT_CORE, 0)
+    # RLIMIT_AS counts the inherited, pre-imported address space: budget on top of it.
+    _set_limit(resource.RLIMIT_AS, _vm_size_bytes() + limits.memory_mb * (1 << 20))
+    _set_limit(resource.RLIMIT_FSIZE, limits.max_file_bytes)
+    _set_limit(resource.RLIMIT_NOFILE, limits.max_open_files)
+    _set_limit(resource.RLIMIT_CPU, limits.timeout_ms // 1000 + 2)
+    if uid_for_nproc is not None:
+        # NPROC counts every task of the uid; a shared uid (Lambda) already has the runner's.
+        base = 0 if uid_for_nproc == -1 else _uid_task_count(uid_for_nproc)
+        _set_limit(resource.RLIMIT_NPROC, base + limits.max_processes)
+
+
+_REFUSED = {
+    "socket.__new__": "network access is disabled in the sandbox",
+    "socket.socket": "network access is disabled in the sandbox",
+    "subprocess.Popen": "starting programs is disabled in the sandbox",
+    "os.system": "starting programs is disabled in the sandbox",
+    "os.exec": "starting programs is disabled in the sandbox",
+    "os.posix_spawn": "starting programs is disabled in the sandbox",
+    "os.spawn": "starting programs is disabled in the sandbox",
+    "pty.spawn": "starting programs is disabled in the sandbox",
+    "ctypes.dlopen": "loading native libraries is disabled in the sandbox",
+}
+
+
+def _audit(event: str, _args: tuple) -> None:
+    # Friendly errors only: audit hooks are not a security boundary (seccomp and the process are).
+    message = _REFUSED.get(event)
+    if message is not None:
+        raise PermissionError(message)
+
+
+def become_standby(conf: dict, job_r: int, result_w: int, stdio_w: int, seccomp_prog: bytes | None) -> None:
+    """Everything that isolates the block, done before the job arrives."""
+    layers: dict[str, object] = {}
+    os.setsid()
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    devnull = os.open("/dev/null", os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(stdio_w, 1)
+    os.dup2(stdio_w, 2)
+    _close_other_fds({job_r, result_w})
+    layers["close_fds"] = True
+
+    scratch = os.path.join(conf["scratch_root"], str(os.getpid()))
+    os.mkdir(scratch, 0o700)
+    drop_uid = conf.get("slot_uid")
+    if drop_uid is not None:
+        os.chown(scratch, drop_uid, drop_uid)
+    if conf["layers"].get("netns"):
+        kernel.unshare_net()
+        layers["netns"] = True
+
+    limits = Limits(conf["limits"])
+    apply_rlimits(limits, drop_uid if drop_uid is not None else os.getuid())
+    layers["rlimits"] = True
+    if drop_uid is not None:
+        os.setgroups([])
+        os.setresgid(drop_uid, drop_uid, drop_uid)
+        os.setresuid(drop_uid, drop_uid, drop_uid)
+        layers["uid"] = drop_uid
+    os.chdir(scratch)
+    os.environ.clear()
+    os.environ.update({"HOME": scratch, "TMPDIR": scratch, "PATH": "/usr/local/bin:/usr/bin:/bin",
+                       "LANG": "C.UTF-8", "MPLBACKEND": "Agg"})
+    import tempfile
+    tempfile.tempdir = scratch
+
+    if conf["layers"].get("no_new_privs"):
+        kernel.set_no_new_privs()
+        layers["no_new_privs"] = True
+    if seccomp_prog is not None:
+        kernel.load_filter(seccomp_prog)
+        layers["seccomp"] = True
+    if conf["layers"].get("audit_hook", True):
+        sys.addaudithook(_audit)
+        layers["audit_hook"] = True
+    frames.write_json(result_w, frames.READY, {"layers": layers})
+
+
+class _FrameStream(io.TextIOBase):
+    """sys.stdout/sys.stderr: each write becomes a frame, so order and partial output survive."""
+
+    def __init__(self, sink: "_Sink", kind: bytes, name: str):
+        self._sink, self._kind, self._name = sink, kind, name
+
+    @property
+    def name(self) -> str:  # some libraries inspect it
+        return f"<{self._name}>"
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        self._sink.text(self._kind, text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+class _Sink:
+    """Sends frames to the runner; stops sending text past the limit and counts what it drops."""
+
+    def __init__(self, fd: int, limits: Limits):
+        self.fd = fd
+        self.budget = limits.max_output_bytes
+        self.dropped = 0
+
+    def text(self, kind: bytes, text: str) -> None:
+        data = text.encode("utf-8", "replace")
+        if len(data) > self.budget:
+            self.dropped += len(data) - max(self.budget, 0)
+            data = data[: max(self.budget, 0)]
+        if data:
+            self.budget -= len(data)
+            frames.write_frame(self.fd, kind, data)
+
+    def send(self, kind: bytes, payload: bytes) -> None:
+        frames.write_frame(self.fd, kind, payload)
+
+
+def _format_value(value: object) -> str:
+    try:
+        return repr(value)
+    except Exception as exc:  # a broken __repr__ must not fail the block
+        return f"<unrepresentable {type(value).__name__}: {exc!r}>"
+
+
+_OWN_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """The traceback from the user's first line on, without the sandbox's own frames."""
+    if isinstance(exc, SyntaxError):
+        return "".join(traceback.format_exception_only(type(exc), exc))
+    summary = traceback.extract_tb(exc.__traceback__)
+    start = next((i for i, f in enumerate(summary) if f.filename == CELL), 0)
+    kept = [f for f in summary[start:] if not f.filename.startswith(_OWN_DIR)]
+    lines = ["Traceback (most recent call last):\n"] if kept else []
+    lines += traceback.StackSummary.from_list(kept).format()
+    lines += traceback.format_exception_only(type(exc), exc)
+    return "".join(lines)
+
+
+def _emit_figures(sink: _Sink) -> None:
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is None:
+        return
+    for num in plt.get_fignums():
+        fig = plt.figure(num)
+        buf = io.BytesIO()
+        try:
+            fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+        except Exception as exc:
+            sink.text(frames.NOTICE, f"[a figure could not be rendered: {exc}]\n")
+            continue
+        finally:
+            plt.close(fig)
+        sink.send(frames.IMAGE, buf.getvalue())
+
+
+def _load_state(ns: dict, blob: str, sink: _Sink) -> None:
+    import cloudpickle  # noqa: F401  (cloudpickle registers reducers used by loads)
+    import pickle
+    try:
+        ns.update(pickle.loads(base64.b64decode(blob)))
+    except Exception as exc:
+        sink.text(frames.NOTICE, f"[the saved Python state could not be restored: {type(exc).__name__}: {exc}]\n")
+
+
+def _dump_state(ns: dict, sink: _Sink, limit: int) -> None:
+    import cloudpickle
+    keep = {k: v for k, v in ns.items() if not k.startswith("__") and k not in ("display",)}
+    try:
+        blob = cloudpickle.dumps(keep, protocol=5)
+    except Exception:
+        dropped = []
+        for name in list(keep):
+            try:
+                cloudpickle.dumps(keep[name], protocol=5)
+            except Exception as exc:
+                dropped.append(f"{name} ({type(keep[name]).__name__}: {type(exc).__name__})")
+                del keep[name]
+        try:
+            blob = cloudpickle.dumps(keep, protocol=5)
+        except Exception as exc:
+            sink.text(frames.NOTICE, f"[Python state was not saved: {type(exc).__name__}: {exc}]\n")
+            return
+        sink.text(frames.NOTICE, "[not kept for the next block (cannot be serialized): " + ", ".join(dropped) + "]\n")
+    if len(blob) > limit:
+        sink.text(frames.NOTICE, f"[Python state was not saved: {len(blob)} bytes exceeds the {limit}-byte limit]\n")
+        return
+    sink.send(frames.STATE, blob)
+
+
+def run_job(job: dict, result_w: int, limits: Limits) -> str:
+    sink = _Sink(result_w, limits)
+    out = _FrameStream(sink, frames.STDOUT, "stdout")
+    err = _FrameStream(sink, frames.STDERR, "stderr")
+    sys.stdout, sys.stderr = out, err
+    ns: dict = {"__name__": "__main__", "__builtins__": builtins}
+
+    def display(*objs: object) -> None:
+        for obj in objs:
+            sink.text(frames.RESULT, _format_value(obj))
+
+    ns["display"] = display
+    if job.get("state"):
+        _load_state(ns, job["state"], sink)
+
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is not None:
+        plt.show = lambda *a, **k: _emit_figures(sink)
+
+    code = job["code"]
+    linecache.cache[CELL] = (len(code), None, code.splitlines(True), CELL)
+    status = "completed"
+    try:
+        tree = ast.parse(code, filename=CELL, mode="exec")
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = tree.body.pop()
+        exec(compile(tree, CELL, "exec"), ns)
+        if last is not None:
+            value = eval(compile(ast.Expression(last.value), CELL, "eval"), ns)
+            if value is not None:
+                sink.text(frames.RESULT, _format_value(value))
+    except SystemExit as exc:
+        if exc.code not in (None, 0):
+            status = "failed"
+            frames.write_json(result_w, frames.ERROR, {"name": "SystemExit", "message": str(exc.code),
+                                                       "traceback": _user_traceback(exc)})
+    except BaseException as exc:  # the user's error is a result, not a crash
+        status = "failed"
+        frames.write_json(result_w, frames.ERROR, {"name": type(exc).__name__, "message": str(exc),
+                                                   "traceback": _user_traceback(exc)})
+    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+    _emit_figures(sink)
+    if job.get("want_state"):
+        _dump_state(ns, sink, limits.max_state_bytes)
+    frames.write_json(result_w, frames.DONE, {"status": status, "dropped": sink.dropped})
+    return status
+
+
+def standby_and_run(conf: dict, job_r: int, result_w: int, stdio_w: int, seccomp_prog: bytes | None) -> None:
+    become_standby(conf, job_r, result_w, stdio_w, seccomp_prog)
+    try:
+        job = json.loads(frames.read_message(job_r, MAX_JOB_BYTES))
+    except (EOFError, ValueError):
+        os._exit(0)
+    os.close(job_r)
+    limits = Limits(conf["limits"]).tightened(job.get("limits"))
+    if limits.memory_mb < conf["limits"]["memory_mb"] or limits.max_open_files < conf["limits"]["max_open_files"]:
+        apply_rlimits(limits, None)
+    run_job(job, result_w, limits)
+    os._exit(0)

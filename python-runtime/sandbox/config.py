@@ -1,0 +1,97 @@
+"""Runner configuration from the environment, validated once at start."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+ALL_LAYERS = ("nondumpable", "subreaper", "clean_env", "close_fds", "rlimits", "no_new_privs",
+              "seccomp", "audit_hook", "uid", "netns", "uid_kill")
+# Required by default in each posture; a required layer that the kernel refuses stops start-up.
+DEFAULT_REQUIRED = {
+    "root": ("nondumpable", "subreaper", "clean_env", "close_fds", "rlimits", "no_new_privs",
+             "seccomp", "uid", "netns", "uid_kill"),
+    "deployed": ("nondumpable", "subreaper", "clean_env", "close_fds", "rlimits", "no_new_privs",
+                 "seccomp"),
+}
+
+LIMIT_DEFAULTS = {
+    "timeout_ms": 30_000,
+    "memory_mb": 1024,
+    "max_processes": 64,
+    "max_file_bytes": 64 << 20,
+    "max_open_files": 256,
+    "max_output_bytes": 1 << 20,
+    "max_files": 20,
+    "max_files_bytes": 4 << 20,
+    "max_state_bytes": 4 << 20,
+}
+LIMIT_ENV = {
+    "timeout_ms": "CODE_TIMEOUT_MS",
+    "memory_mb": "SANDBOX_MEMORY_MB",
+    "max_processes": "SANDBOX_MAX_PROCESSES",
+    "max_file_bytes": "SANDBOX_MAX_FILE_BYTES",
+    "max_open_files": "SANDBOX_MAX_OPEN_FILES",
+    "max_output_bytes": "SANDBOX_MAX_OUTPUT_BYTES",
+    "max_files": "SANDBOX_MAX_FILES",
+    "max_files_bytes": "SANDBOX_MAX_FILES_BYTES",
+    "max_state_bytes": "SANDBOX_MAX_STATE_BYTES",
+}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _int_env(env: dict, name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Config:
+    posture: str
+    limits: dict
+    required: frozenset
+    slot_uid: int | None
+    scratch_root: str
+    python: str
+    wipe_tmp: bool
+    single_tenant: bool
+    extra: dict = field(default_factory=dict)
+
+    @staticmethod
+    def from_env(env: dict | None = None) -> "Config":
+        import sys
+        env = dict(os.environ if env is None else env)
+        limits = {k: _int_env(env, LIMIT_ENV[k], v) for k, v in LIMIT_DEFAULTS.items()}
+        posture = env.get("SANDBOX_POSTURE", "auto")
+        if posture not in ("auto", "root", "deployed"):
+            raise ConfigError(f"SANDBOX_POSTURE must be auto, root or deployed, got {posture!r}")
+        if posture == "auto":
+            posture = "root" if os.geteuid() == 0 else "deployed"
+        if posture == "root" and os.geteuid() != 0:
+            raise ConfigError("SANDBOX_POSTURE=root needs the runner to run as root")
+        raw_required = env.get("SANDBOX_REQUIRE", "default")
+        if raw_required == "default":
+            required = frozenset(DEFAULT_REQUIRED[posture])
+        else:
+            required = frozenset(x.strip() for x in raw_required.split(",") if x.strip())
+            unknown = required - set(ALL_LAYERS)
+            if unknown:
+                raise ConfigError(f"SANDBOX_REQUIRE names unknown layers {sorted(unknown)}; known: {', '.join(ALL_LAYERS)}")
+        slot_uid = _int_env(env, "SANDBOX_SLOT_UID", 61000) if posture == "root" else None
+        if slot_uid is not None and slot_uid == 0:
+            raise ConfigError("SANDBOX_SLOT_UID must not be 0")
+        scratch = env.get("SANDBOX_SCRATCH_ROOT") or f"/tmp/sandbox-{os.getpid()}"
+        return Config(posture=posture, limits=limits, required=required, slot_uid=slot_uid,
+                      scratch_root=scratch, python=env.get("SANDBOX_PYTHON") or sys.executable,
+                      wipe_tmp=env.get("SANDBOX_WIPE_TMP") == "1",
+                      single_tenant=env.get("SANDBOX_SINGLE_TENANT", "1") == "1")

@@ -1,0 +1,759 @@
+"""The runner: the Lambda handler (trusted). One invocation runs one code block.
+
+It owns the credentials of the environment, so it never runs user code and never forks a
+process that will: blocks run in children of the zygote, which it starts with execve and a
+minimal environment. See DESIGN.md "Isolation" and docs in README.md.
+"""
+from __future__ import annotations
+
+import array
+import base64
+import codecs
+import json
+import logging
+import mimetypes
+import os
+import select
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+
+from . import contract, frames, kernel
+from .config import Config
+
+log = logging.getLogger("sandbox.runner")
+
+ZYGOTE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zygote.py")
+READY_TIMEOUT_S = 20.0
+ZYGOTE_START_TIMEOUT_S = 120.0
+# Caps on what an untrusted child may send per frame, by type (bytes).
+JSON_FRAME_CAP = 256 << 10
+
+
+class SandboxError(RuntimeError):
+    """An infrastructure failure (not a failure of the user's code)."""
+
+
+class TenantMismatch(SandboxError):
+    pass
+
+
+class Standby:
+    def __init__(self, pid: int, job_w: int, result_r: int, stdio_r: int):
+        self.pid, self.job_w, self.result_r, self.stdio_r = pid, job_w, result_r, stdio_r
+        self.layers: dict = {}
+
+    def close(self) -> None:
+        for fd in (self.job_w, self.result_r, self.stdio_r):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class FrameReader:
+    """Incremental, bounded parser of the child's frames."""
+
+    def __init__(self, caps: dict[bytes, int]):
+        self.buf = bytearray()
+        self.caps = caps
+
+    def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
+        self.buf += data
+        out = []
+        while len(self.buf) >= frames.HEADER.size:
+            kind, size = frames.HEADER.unpack_from(self.buf)
+            if kind not in self.caps:
+                raise SandboxError(f"protocol violation: unknown frame type {kind!r}")
+            if size > self.caps[kind]:
+                raise SandboxError(f"protocol violation: {kind!r} frame of {size} bytes exceeds {self.caps[kind]}")
+            end = frames.HEADER.size + size
+            if len(self.buf) < end:
+                break
+            out.append((kind, bytes(self.buf[frames.HEADER.size:end])))
+            del self.buf[:end]
+        return out
+
+
+class Outputs:
+    """Ordered output items with the text cap applied; nothing is cut silently."""
+
+    def __init__(self, limits: dict):
+        self.items: list[dict] = []
+        self.text_budget = limits["max_output_bytes"]
+        self.dropped = 0
+        self.marker: dict | None = None
+        self.limit = limits["max_output_bytes"]
+        self.media_budget = limits["max_files_bytes"]
+        self.media_count = limits["max_files"]
+
+    def text(self, source: str, text: str) -> None:
+        if not text:
+            return
+        data = text.encode("utf-8", "replace")
+        if len(data) > self.text_budget:
+            self.dropped += len(data) - self.text_budget
+            text = data[: self.text_budget].decode("utf-8", "ignore")
+            self.text_budget = 0
+            if self.marker is None:
+                if text:
+                    self._append_text(source, text)
+                self.marker = {"type": "text", "source": "sandbox", "text": ""}
+                self.items.append(self.marker)
+            return
+        self.text_budget -= len(data)
+        self._append_text(source, text)
+
+    def _append_text(self, source: str, text: str) -> None:
+        last = self.items[-1] if self.items else None
+        if last is not None and last is not self.marker and last["type"] == "text" and last["source"] == source:
+            last["text"] += text
+        else:
+            self.items.append({"type": "text", "source": source, "text": text})
+
+    def notice(self, text: str) -> None:
+        self.items.append({"type": "text", "source": "sandbox", "text": text.rstrip("\n")})
+
+    def media(self, item: dict, size: int, label: str) -> None:
+        if self.media_count <= 0 or size > self.media_budget:
+            self.notice(f"[{label} of {size} bytes was not returned: over the per-block limit of "
+                        f"{self.limit_files_text()}]")
+            return
+        self.media_count -= 1
+        self.media_budget -= size
+        self.items.append(item)
+
+    def limit_files_text(self) -> str:
+        return "files and images (count or bytes)"
+
+    def error(self, name: str, message: str, tb: str) -> None:
+        self.items.append({"type": "error", "name": name, "message": message, "traceback": tb})
+
+    def finish(self) -> list[dict]:
+        if self.marker is not None:
+            self.marker["text"] = (f"[output truncated: {self.dropped} more bytes were dropped "
+                                   f"(limit {self.limit} bytes per block)]")
+        for item in self.items:
+            if item["type"] == "text" and item["source"] in ("stdout", "stderr", "result") and item["text"].endswith("\n"):
+                item["text"] = item["text"][:-1]
+        return [i for i in self.items if not (i["type"] == "text" and i["text"] == "")]
+
+
+def _proc_status(pid: str) -> dict | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            text = f.read()
+    except OSError:
+        return None
+    fields = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return fields
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def live_pids_of_uid(uid: int, exclude: set[int] = frozenset()) -> list[int]:
+    """Processes (not zombies) whose real uid is uid."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in exclude:
+            continue
+        st = _proc_status(entry)
+        if st is None or st.get("State", "").startswith(("Z", "X")):
+            continue
+        if int(st.get("Uid", "-1").split()[0]) == uid:
+            found.append(int(entry))
+    return found
+
+
+def _describe_exit(status: int | None) -> str:
+    if status is None:
+        return "the process ended without a result"
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+        hint = " (often the memory limit)" if sig == signal.SIGKILL else ""
+        return f"the process was killed by {name}{hint}"
+    code = os.WEXITSTATUS(status)
+    return f"the process exited with status {code} before the block finished (os._exit or a crash)"
+
+
+class Runner:
+    def __init__(self, config: Config):
+        self.config = config
+        self.layers: dict = {}
+        self.tenant: str | None = None
+        self.exits: dict[int, int] = {}
+        self.standby: Standby | None = None
+        self.fork_requested = False
+        self.zygote: subprocess.Popen | None = None
+        self.ctl: socket.socket | None = None
+        self.hello: dict = {}
+        self.mpl_dir: str | None = None
+        self.blocks = 0
+        kernel.set_dumpable(False)
+        self.layers["nondumpable"] = not kernel.is_dumpable()
+        kernel.set_child_subreaper()
+        self.layers["subreaper"] = True
+        self._make_scratch_root()
+        self.baseline = self._baseline_processes()
+        self._start_zygote()
+        self._check_required(self._take_standby())
+
+    # --- start-up -----------------------------------------------------------------------------
+
+    def _make_scratch_root(self) -> None:
+        root = self.config.scratch_root
+        os.makedirs(os.path.dirname(root) or "/", exist_ok=True)
+        try:
+            os.mkdir(root, 0o711)
+        except FileExistsError:
+            st = os.lstat(root)
+            # Someone else's (or a symlinked) directory could redirect our wipes: refuse it.
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+                raise SandboxError(f"scratch root {root} exists and is not a directory owned by this runner")
+            self._wipe_dir_contents(root)
+        os.chmod(root, 0o711)
+
+    def _baseline_processes(self) -> set[tuple[int, str | None]]:
+        """Same-uid processes that predate every block (init, extensions): never swept."""
+        me = os.getpid()
+        return {(pid, _start_time(pid)) for pid in live_pids_of_uid(os.getuid(), {me})}
+
+    def _zygote_config(self) -> dict:
+        root = self.config.posture == "root"
+        return {
+            "scratch_root": self.config.scratch_root,
+            "slot_uid": self.config.slot_uid if root else None,
+            "limits": self.config.limits,
+            "layers": {"seccomp": True, "no_new_privs": True, "netns": root, "audit_hook": True},
+        }
+
+    def _start_zygote(self) -> None:
+        self._stop_zygote()
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        # A fresh matplotlib config dir per zygote: nothing a block wrote can shape the next import.
+        self.mpl_dir = tempfile.mkdtemp(prefix="sandbox-mpl-")
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "HOME": self.mpl_dir,
+            "MPLCONFIGDIR": self.mpl_dir,
+            "MPLBACKEND": "Agg",
+            # One thread: the zygote must be single-threaded to fork safely, and children inherit it.
+            "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+            "NUMEXPR_MAX_THREADS": "1", "NUMEXPR_NUM_THREADS": "1", "VECLIB_MAXIMUM_THREADS": "1",
+            "SANDBOX_ZYGOTE_FD": str(child.fileno()),
+            "SANDBOX_ZYGOTE_CONFIG": json.dumps(self._zygote_config()),
+        }
+        self.layers["clean_env"] = True
+        self.zygote = subprocess.Popen([self.config.python, "-I", "-B", ZYGOTE], env=env,
+                                       pass_fds=[child.fileno()], stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.DEVNULL, close_fds=True)
+        child.close()
+        self.ctl = parent
+        msg = self._recv_ctl(ZYGOTE_START_TIMEOUT_S, want="hello")
+        self.hello = msg["hello"]
+        log.info("zygote %d ready: %s", self.zygote.pid, self.hello)
+
+    def _stop_zygote(self) -> None:
+        if self.standby is not None:
+            self.standby.close()
+            self.standby = None
+        self.fork_requested = False
+        if self.ctl is not None:
+            self.ctl.close()
+            self.ctl = None
+        if self.zygote is not None:
+            try:
+                self.zygote.kill()
+                self.zygote.wait(5)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+            self.zygote = None
+        if self.mpl_dir:
+            shutil.rmtree(self.mpl_dir, ignore_errors=True)
+            self.mpl_dir = None
+
+    def _check_required(self, standby: Standby) -> None:
+        self.layers.update(standby.layers)
+        self.layers["uid_kill"] = self.config.posture == "root"
+        self.layers["posture"] = self.config.posture
+        missing = sorted(l for l in self.config.required if not self.layers.get(l))
+        if missing:
+            self._stop_zygote()
+            raise SandboxError(
+                "isolation layers required by the configuration are not available on this kernel: "
+                + ", ".join(missing) + ". Refusing to start (fail closed). Set SANDBOX_REQUIRE to "
+                "the layers you accept, or run where they are granted.")
+        log.info("sandbox layers: %s", self.layers)
+
+    # --- zygote channel ------------------------------------------------------------------------
+
+    def _recv_ctl(self, timeout: float, want: str) -> dict:
+        """Read control messages until one carrying `want`; record child exits on the way."""
+        deadline = time.monotonic() + timeout
+        assert self.ctl is not None
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise SandboxError(f"zygote did not answer ({want}) within {timeout:.0f} s")
+            ready, _, _ = select.select([self.ctl], [], [], remaining)
+            if not ready:
+                continue
+            data, ancdata, _flags, _addr = self.ctl.recvmsg(4096, socket.CMSG_SPACE(3 * 4))
+            if not data:
+                raise SandboxError("zygote exited (see its stderr above)")
+            msg = json.loads(data)
+            fds = array.array("i")
+            for level, kind, payload in ancdata:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
+            if "exit" in msg:
+                self.exits[int(msg["exit"])] = int(msg["status"])
+                if len(self.exits) > 256:
+                    self.exits.pop(next(iter(self.exits)))
+            if want in msg:
+                if want == "pid":
+                    if len(fds) != 3:
+                        raise SandboxError("zygote sent a standby without its pipes")
+                    msg["fds"] = list(fds)
+                return msg
+            for fd in fds:
+                os.close(fd)
+
+    def _drain_ctl(self) -> None:
+        if self.ctl is None:
+            return
+        while select.select([self.ctl], [], [], 0)[0]:
+            data = self.ctl.recv(4096)
+            if not data:
+                return
+            msg = json.loads(data)
+            if "exit" in msg:
+                self.exits[int(msg["exit"])] = int(msg["status"])
+
+    def _request_fork(self) -> None:
+        if not self.fork_requested and self.ctl is not None:
+            try:
+                self.ctl.send(b"F")
+                self.fork_requested = True
+            except OSError:
+                pass
+
+    def _take_standby(self) -> Standby:
+        for attempt in range(2):
+            try:
+                if self.zygote is None or self.zygote.poll() is not None or self.ctl is None:
+                    self._start_zygote()
+                self._request_fork()
+                msg = self._recv_ctl(READY_TIMEOUT_S, want="pid")
+                self.fork_requested = False
+                sb = Standby(int(msg["pid"]), *msg["fds"])
+                self._await_ready(sb)
+                return sb
+            except (SandboxError, OSError) as exc:
+                log.warning("standby failed (%s); restarting the zygote", exc)
+                self._stop_zygote()
+                if attempt == 1:
+                    raise SandboxError(f"no sandbox child could be started: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    def _await_ready(self, sb: Standby) -> None:
+        reader = FrameReader({frames.READY: JSON_FRAME_CAP})
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        stderr = b""
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise SandboxError("standby child did not become ready")
+            ready, _, _ = select.select([sb.result_r, sb.stdio_r], [], [], remaining)
+            if sb.stdio_r in ready:
+                stderr += os.read(sb.stdio_r, 4096)
+            if sb.result_r in ready:
+                data = os.read(sb.result_r, 65536)
+                if not data:
+                    raise SandboxError("standby child died during set-up: " + stderr.decode(errors="replace")[-2000:])
+                for _kind, payload in reader.feed(data):
+                    sb.layers = json.loads(payload)["layers"]
+                    return
+
+    # --- one block -----------------------------------------------------------------------------
+
+    def bind_tenant(self, tenant: str | None) -> None:
+        if not self.config.single_tenant or tenant is None:
+            return
+        if self.tenant is None:
+            self.tenant = tenant
+        elif self.tenant != tenant:
+            raise TenantMismatch("this sandbox environment already served another tenant")
+
+    def execute(self, event: object, tenant: str | None = None):
+        """Run one block. Returns (result, after): call after() before taking the next block."""
+        started = time.monotonic()
+        payload = contract.validate_payload(event)
+        self.bind_tenant(tenant)
+        if payload.get("action") == "probe":
+            return {"version": 1, "status": "completed", "outputs": [], "layers": self.layers,
+                    "zygote": self.hello, "duration_ms": 0}, (lambda: None)
+        sb = self.standby or self._take_standby()
+        self.standby = None
+        waited = time.monotonic() - started
+        limits = dict(self.config.limits)
+        for key, value in (payload.get("limits") or {}).items():
+            if key in limits and 0 < value < limits[key]:
+                limits[key] = value
+        job = {"code": payload["code"], "limits": limits, "state": payload.get("state"),
+               "want_state": bool(payload.get("want_state"))}
+        outputs = Outputs(limits)
+        state_b64 = None
+        status = "failed"
+        killed = False
+        run_started = time.monotonic()
+        try:
+            frames.write_message(sb.job_w, json.dumps(job).encode())
+            os.close(sb.job_w)
+            status, state_b64 = self._collect(sb, limits, outputs)
+        except BrokenPipeError:
+            outputs.error("SandboxError", "the sandbox child ended before it received the code", "")
+        except SandboxError as exc:
+            outputs.error("SandboxError", str(exc), "")
+            status = "failed"
+        run_ms = (time.monotonic() - run_started) * 1000
+        if status != "completed_done":
+            self._kill_block(sb)
+            killed = True
+            if status == "eof":
+                status = "failed"
+                outputs.error("ProcessExit", _describe_exit(self._exit_status(sb.pid)), "")
+        else:
+            status = self._done_status
+        self._collect_files(sb.pid, outputs)
+        result = {
+            "version": 1,
+            "status": status,
+            "outputs": outputs.finish(),
+            "output_dropped_bytes": outputs.dropped + self._child_dropped,
+            "duration_ms": round(run_ms, 3),
+            "timings": {"wait_ms": round(waited * 1000, 3), "run_ms": round(run_ms, 3),
+                        "total_ms": round((time.monotonic() - started) * 1000, 3)},
+        }
+        if state_b64 is not None:
+            result["state"] = state_b64
+        self.blocks += 1
+
+        def after() -> None:
+            if not killed:
+                self._kill_block(sb)
+            sb.close()
+            self._wipe(sb.pid)
+            self._request_fork()
+
+        return result, after
+
+    _done_status = "completed"
+    _child_dropped = 0
+
+    def _collect(self, sb: Standby, limits: dict, outputs: Outputs) -> tuple[str, str | None]:
+        caps = {frames.STDOUT: limits["max_output_bytes"] + 4096, frames.STDERR: limits["max_output_bytes"] + 4096,
+                frames.RESULT: limits["max_output_bytes"] + 4096, frames.NOTICE: 64 << 10,
+                frames.IMAGE: limits["max_files_bytes"] + 4096, frames.ERROR: JSON_FRAME_CAP,
+                frames.STATE: limits["max_state_bytes"] + 4096, frames.DONE: JSON_FRAME_CAP}
+        reader = FrameReader(caps)
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        deadline = time.monotonic() + limits["timeout_ms"] / 1000
+        open_fds = [sb.result_r, sb.stdio_r]
+        state = None
+        self._child_dropped = 0
+        while sb.result_r in open_fds:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                outputs.error("TimeoutError", f"the code block exceeded the {limits['timeout_ms'] / 1000:g} s "
+                              "time limit and was stopped", "")
+                return "timed_out", None
+            ready, _, _ = select.select(open_fds, [], [], remaining)
+            for fd in ready:
+                data = os.read(fd, 1 << 16)
+                if fd == sb.stdio_r:
+                    if not data:
+                        open_fds.remove(fd)
+                    else:
+                        outputs.text("stdout", decoder.decode(data))
+                    continue
+                if not data:
+                    return "eof", None
+                for kind, payload in reader.feed(data):
+                    if kind == frames.DONE:
+                        done = json.loads(payload)
+                        if not isinstance(done, dict) or done.get("status") not in ("completed", "failed"):
+                            raise SandboxError("protocol violation: bad done frame")
+                        self._done_status = done["status"]
+                        dropped = done.get("dropped", 0)
+                        self._child_dropped = dropped if isinstance(dropped, int) and 0 <= dropped < 1 << 50 else 0
+                        self._drain_stdio(sb, outputs, decoder)
+                        return "completed_done", state
+                    self._apply_frame(kind, payload, outputs)
+                    if kind == frames.STATE:
+                        state = base64.b64encode(payload).decode()
+        return "eof", None
+
+    def _drain_stdio(self, sb: Standby, outputs: Outputs, decoder) -> None:
+        while select.select([sb.stdio_r], [], [], 0)[0]:
+            data = os.read(sb.stdio_r, 1 << 16)
+            if not data:
+                break
+            outputs.text("stdout", decoder.decode(data))
+
+    def _apply_frame(self, kind: bytes, payload: bytes, outputs: Outputs) -> None:
+        if kind == frames.STDOUT:
+            outputs.text("stdout", payload.decode("utf-8", "replace"))
+        elif kind == frames.STDERR:
+            outputs.text("stderr", payload.decode("utf-8", "replace"))
+        elif kind == frames.RESULT:
+            outputs.text("result", payload.decode("utf-8", "replace") + "\n")
+        elif kind == frames.NOTICE:
+            outputs.notice(payload.decode("utf-8", "replace"))
+        elif kind == frames.IMAGE:
+            if not payload.startswith(b"\x89PNG\r\n\x1a\n"):
+                raise SandboxError("protocol violation: image frame is not a PNG")
+            outputs.media({"type": "image", "mime_type": "image/png",
+                           "data": base64.b64encode(payload).decode()}, len(payload), "an image")
+        elif kind == frames.ERROR:
+            err = json.loads(payload)
+            if not isinstance(err, dict) or not all(isinstance(err.get(k), str) for k in ("name", "message", "traceback")):
+                raise SandboxError("protocol violation: bad error frame")
+            outputs.error(err["name"][:200], err["message"][:10000], err["traceback"][-20000:])
+
+    def _exit_status(self, pid: int) -> int | None:
+        deadline = time.monotonic() + 0.5
+        while pid not in self.exits and time.monotonic() < deadline:
+            try:
+                self._recv_ctl(max(0.01, deadline - time.monotonic()), want="exit")
+            except SandboxError:
+                break
+        return self.exits.pop(pid, None)
+
+    # --- cleanup -------------------------------------------------------------------------------
+
+    def _reap_orphans(self) -> None:
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if self.zygote is not None and pid == self.zygote.pid:
+                self.zygote.returncode = -1
+
+    def _kill_block(self, sb: Standby) -> None:
+        """Kill every process the block started (daemons and hoppers included) and verify."""
+        if self.config.posture == "root":
+            ok = self._kill_slot_uid()
+        else:
+            ok = self._sweep_same_uid(sb.pid)
+        self._reap_orphans()
+        if not ok:
+            # Fail closed: an environment we cannot clean must not take another block.
+            log.critical("processes of a block survived cleanup; exiting so the environment is discarded")
+            sys.stderr.flush()
+            os._exit(75)
+
+    def _kill_slot_uid(self) -> bool:
+        uid = self.config.slot_uid
+        assert uid is not None
+        pid = os.fork()
+        if pid == 0:
+            # kill(-1) as the slot's own uid reaches exactly that uid's processes, atomically.
+            try:
+                os.setgroups([])
+                os.setresgid(uid, uid, uid)
+                os.setresuid(uid, uid, uid)
+                for _ in range(100):
+                    try:
+                        os.kill(-1, signal.SIGKILL)
+                    except ProcessLookupError:
+                        os._exit(0)
+                    if not live_pids_of_uid(uid, {os.getpid()}):
+                        os._exit(0)
+                    time.sleep(0.001)
+                os._exit(1)
+            except BaseException:
+                os._exit(2)
+        _, status = os.waitpid(pid, 0)
+        self._reap_orphans()
+        return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and not live_pids_of_uid(uid)
+
+    def _protected(self) -> set[int]:
+        keep = {os.getpid()}
+        if self.zygote is not None and self.zygote.poll() is None:
+            keep.add(self.zygote.pid)
+        for pid, start in self.baseline:
+            if _start_time(pid) == start:
+                keep.add(pid)
+        return keep
+
+    def _sweep_same_uid(self, child_pid: int) -> bool:
+        """Deployed posture: no other uid exists, so stop-then-kill every unknown same-uid process."""
+        uid = os.getuid()
+        protected = self._protected()
+        try:
+            os.kill(child_pid, signal.SIGKILL)
+        except OSError:
+            pass
+        for _ in range(self.config.limits["max_processes"] + 10):
+            victims = live_pids_of_uid(uid, protected)
+            if not victims:
+                return True
+            for pid in victims:
+                try:
+                    os.kill(pid, signal.SIGSTOP)
+                except OSError:
+                    pass
+            for pid in victims:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            self._reap_orphans()
+            time.sleep(0.0005)
+        return not live_pids_of_uid(uid, protected)
+
+    def _wipe_dir_contents(self, path: str) -> None:
+        def onerror(func, p, _exc):
+            try:
+                os.chmod(os.path.dirname(p), 0o700)
+                os.chmod(p, 0o700)
+                func(p)
+            except OSError:
+                pass
+
+        for entry in os.listdir(path):
+            full = os.path.join(path, entry)
+            if os.path.isdir(full) and not os.path.islink(full):
+                shutil.rmtree(full, onerror=onerror)
+            else:
+                try:
+                    os.unlink(full)
+                except OSError:
+                    pass
+
+    def _wipe(self, child_pid: int) -> None:
+        scratch = os.path.join(self.config.scratch_root, str(child_pid))
+        if os.path.lexists(scratch):
+            if os.path.isdir(scratch) and not os.path.islink(scratch):
+                shutil.rmtree(scratch, ignore_errors=True)
+            else:
+                os.unlink(scratch)
+        # Anything else the block left where the next block (or a restarted zygote) would look.
+        keep = {self.config.scratch_root, self.mpl_dir}
+        for base in ("/tmp", "/var/tmp", "/dev/shm"):
+            try:
+                entries = os.listdir(base)
+            except OSError:
+                continue
+            for entry in entries:
+                full = os.path.join(base, entry)
+                if full in keep:
+                    continue
+                try:
+                    st = os.lstat(full)
+                except OSError:
+                    continue
+                ours = (self.config.slot_uid is not None and st.st_uid == self.config.slot_uid) or \
+                       (self.config.wipe_tmp and st.st_uid == os.getuid())
+                if not ours:
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    shutil.rmtree(full, ignore_errors=True)
+                else:
+                    try:
+                        os.unlink(full)
+                    except OSError:
+                        pass
+
+    def _collect_files(self, child_pid: int, outputs: Outputs) -> None:
+        """Files the block wrote in its working directory, read without following links."""
+        scratch = os.path.join(self.config.scratch_root, str(child_pid))
+        found: list[tuple[str, str]] = []
+
+        def walk(path: str, rel: str, depth: int) -> None:
+            try:
+                entries = sorted(os.scandir(path), key=lambda e: e.name)
+            except OSError:
+                return
+            for entry in entries:
+                if entry.name.startswith(".") or entry.name == "__pycache__":
+                    continue
+                name = f"{rel}{entry.name}"
+                if entry.is_dir(follow_symlinks=False) and depth < 3:
+                    walk(entry.path, name + "/", depth + 1)
+                elif entry.is_file(follow_symlinks=False):
+                    found.append((entry.path, name))
+
+        if os.path.isdir(scratch) and not os.path.islink(scratch):
+            walk(scratch, "", 0)
+        for path, name in found[:200]:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except OSError:
+                continue
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                size = st.st_size
+                mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+                if size > outputs.media_budget or outputs.media_count <= 0:
+                    outputs.notice(f"[file {name} ({size} bytes) was not returned: over the per-block "
+                                   f"limit of {self.config.limits['max_files']} files / "
+                                   f"{self.config.limits['max_files_bytes']} bytes]")
+                    continue
+                with os.fdopen(os.dup(fd), "rb") as f:
+                    data = f.read(size + 1)[:size]
+                outputs.media({"type": "file", "filename": name, "mime_type": mime, "bytes": len(data),
+                               "data": base64.b64encode(data).decode()}, len(data), f"file {name}")
+            finally:
+                os.close(fd)
+        if len(found) > 200:
+            outputs.notice(f"[{len(found) - 200} more files were not examined]")
+
+
+# --- Lambda entry point ---------------------------------------------------------------------------
+
+_runner: Runner | None = None
+
+
+def get_runner() -> Runner:
+    global _runner
+    if _runner is None:
+        _runner = Runner(Config.from_env())
+    return _runner
+
+
+def handler(event, context):
+    """AWS Lambda handler: one event = one code block."""
+    runner = get_runner()
+    result, after = runner.execute(event, getattr(context, "tenant_id", None))
+    # Inside Lambda nothing may run after we return (the environment can freeze, and a survivor
+    # could take the next event from the Runtime API), so clean up first.
+    after()
+    return result
+
+
+if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
+    logging.basicConfig(level=logging.INFO)
+    get_runner()

@@ -1,0 +1,109 @@
+"""The zygote: imports the scientific stack once, then forks one standby child per request.
+
+Started by the runner with execve, flags -I -B and a minimal environment, so it holds no
+credential and nothing a child could read. It never runs user code. Its only channel is a
+SOCK_SEQPACKET socket (fd from SANDBOX_ZYGOTE_FD) to the runner:
+  runner -> zygote: b"F"                         fork a standby
+  zygote -> runner: {"hello": {...}}             once, after imports
+  zygote -> runner: {"pid": N} + 3 fds           a new standby: job_w, result_r, stdio_r
+  zygote -> runner: {"exit": N, "status": S}     a child ended (wait status)
+"""
+from __future__ import annotations
+
+import array
+import json
+import os
+import signal
+import socket
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+_t0 = time.monotonic()
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot  # noqa: E402,F401
+import numpy  # noqa: E402,F401
+import pandas  # noqa: E402,F401
+import scipy  # noqa: E402,F401
+import scipy.stats  # noqa: E402,F401
+import sympy  # noqa: E402,F401
+import cloudpickle  # noqa: E402,F401
+
+from sandbox import child, kernel  # noqa: E402
+
+IMPORT_MS = round((time.monotonic() - _t0) * 1000)
+
+
+def _send(ctl: socket.socket, obj: dict, fds: list[int] | None = None) -> None:
+    data = json.dumps(obj).encode()
+    if fds:
+        ctl.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+    else:
+        ctl.send(data)
+
+
+def main() -> None:
+    conf = json.loads(os.environ["SANDBOX_ZYGOTE_CONFIG"])
+    ctl = socket.socket(fileno=int(os.environ["SANDBOX_ZYGOTE_FD"]))
+    kernel.set_dumpable(False)
+    # Die with the runner: a zygote must never outlive the process that polices its children.
+    kernel.set_parent_death_signal(signal.SIGKILL)
+    prog = kernel.build_filter() if conf["layers"].get("seccomp") else None
+
+    def reap(_sig=None, _frame=None) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            try:
+                _send(ctl, {"exit": pid, "status": status})
+            except OSError:
+                return
+
+    signal.signal(signal.SIGCHLD, reap)
+    _send(ctl, {"hello": {"pid": os.getpid(), "import_ms": IMPORT_MS, "python": sys.version.split()[0],
+                          "numpy": numpy.__version__, "pandas": pandas.__version__}})
+    while True:
+        try:
+            msg = ctl.recv(16)
+        except InterruptedError:
+            continue
+        except OSError:
+            return
+        if not msg:
+            return
+        if msg != b"F":
+            continue
+        job_r, job_w = os.pipe()
+        result_r, result_w = os.pipe()
+        stdio_r, stdio_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                child.standby_and_run(conf, job_r, result_w, stdio_w, prog)
+            except BaseException:
+                # fd 2 is the block's stdio pipe by now (or the runner's stderr): say why.
+                try:
+                    import traceback
+                    os.write(2, traceback.format_exc().encode()[-4000:])
+                finally:
+                    os._exit(70)
+            os._exit(0)
+        for fd in (job_r, result_w, stdio_w):
+            os.close(fd)
+        try:
+            _send(ctl, {"pid": pid}, [job_w, result_r, stdio_r])
+        except OSError:
+            return  # the runner is gone; PDEATHSIG ends us anyway
+        for fd in (job_w, result_r, stdio_r):
+            os.close(fd)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Fixtures: real sandbox workers (local_worker.py) in both postures.
+
+- root: as root here, with every layer (own uid per slot, network namespace, uid kill).
+- deployed: the runner and the child share one non-root uid (nobody) with no namespaces,
+  as inside Lambda; cleanup is the subreaper + stop-then-kill sweep.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKER = os.path.join(os.path.dirname(HERE), "local_worker.py")
+PYTHON = os.environ.get("SANDBOX_TEST_PYTHON", "/usr/bin/python3")
+SECRET = "hunter2-SECRET-7f3a9c"
+NOBODY = 65534
+SLOT_UID = 61017
+
+
+class Worker:
+    def __init__(self, posture: str, extra_env: dict | None = None):
+        self.posture = posture
+        self.scratch = f"/tmp/sbx-test-{posture}-{os.getpid()}-{time.monotonic_ns()}"
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "SANDBOX_SCRATCH_ROOT": self.scratch,
+            "SANDBOX_SLOT_UID": str(SLOT_UID),
+            "SANDBOX_POSTURE": posture,
+            # Secrets a block must never see: the runner holds them like Lambda's credentials.
+            "AWS_SECRET_ACCESS_KEY": SECRET,
+            "AWS_SESSION_TOKEN": SECRET,
+            "PROVIDER_API_KEY": SECRET,
+        }
+        if posture == "deployed":
+            env["SANDBOX_WIPE_TMP"] = "1"
+        env.update(extra_env or {})
+        kwargs = {}
+        if posture == "deployed" and os.geteuid() == 0:
+            kwargs = {"user": NOBODY, "group": NOBODY, "extra_groups": []}
+        self.proc = subprocess.Popen([PYTHON, "-B", WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     env=env, cwd="/", **kwargs)
+        hello = self._read()
+        if "fatal" in hello:
+            raise RuntimeError(hello["fatal"])
+        self.layers = hello["ready"]["layers"]
+        self.zygote_pid = hello["ready"]["zygote"]["pid"]
+        self.runner_pid = self.proc.pid
+
+    def _read(self) -> dict:
+        head = self.proc.stdout.read(4)
+        if len(head) < 4:
+            raise EOFError("worker exited")
+        (n,) = struct.unpack(">I", head)
+        return json.loads(self.proc.stdout.read(n))
+
+    def raw(self, payload: object, tenant: str = "org_test") -> dict:
+        data = json.dumps({"payload": payload, "tenant_id": tenant}).encode()
+        self.proc.stdin.write(struct.pack(">I", len(data)) + data)
+        self.proc.stdin.flush()
+        return self._read()
+
+    def run(self, code: str, **fields) -> dict:
+        reply = self.raw({"version": 1, "request_id": "test", "code": code, **fields})
+        assert "result" in reply, reply
+        return reply["result"]
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def postures() -> list[str]:
+    if os.geteuid() == 0:
+        return ["root", "deployed"]
+    return ["deployed"]
+
+
+@pytest.fixture(scope="module", params=postures())
+def worker(request):
+    w = Worker(request.param)
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def fresh_worker(request):
+    made = []
+
+    def make(posture: str, **env) -> Worker:
+        w = Worker(posture, env)
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        w.close()
+
+
+def texts(result: dict, source: str | None = None) -> str:
+    return "".join(o["text"] for o in result["outputs"] if o["type"] == "text" and (source is None or o["source"] == source))
+
+
+def errors(result: dict) -> list[dict]:
+    return [o for o in result["outputs"] if o["type"] == "error"]
+
+
+def block_uid(w: Worker) -> int:
+    return SLOT_UID if w.posture == "root" else (NOBODY if os.geteuid() == 0 else os.geteuid())
+
+
+def survivors(w: Worker) -> list[int]:
+    """Processes of the block's uid other than the worker's own runner and zygote."""
+    from sandbox.runner import live_pids_of_uid
+
+    # The runner, its zygote and the zygote's next standby are the worker's own processes.
+    own = {w.runner_pid, w.zygote_pid}
+    own |= {int(p) for p in _children(w.zygote_pid)}
+    return [p for p in live_pids_of_uid(block_uid(w)) if p not in own]
+
+
+def _children(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return f.read().split()
+    except OSError:
+        return []
+
+
+sys.path.insert(0, os.path.dirname(HERE))

@@ -1,0 +1,197 @@
+import { Match } from 'aws-cdk-lib/assertions'
+import { describe, expect, it } from 'vitest'
+import { BUCKET_ACTIONS, MODEL_ACTIONS, OBJECT_ACTIONS, TABLE_ACTIONS } from '../../lib/constructs/api-function'
+import { buildStack, resourceByPrefix } from './support'
+
+const { template, config } = buildStack({
+  // One plain model id and one inference profile, so both ARN shapes are checked.
+  interpreter: {
+    bedrockModelIds: ['anthropic.claude-3-5-haiku-20241022-v1:0', 'eu.anthropic.claude-sonnet-4-5-20250929-v1:0'],
+  },
+})
+const resources = template.toJSON().Resources
+const apiFn = resourceByPrefix(template, 'AWS::Lambda::Function', 'ApiFunction')
+const sandboxFn = resourceByPrefix(template, 'AWS::Lambda::Function', 'SandboxFunction')
+const table = resourceByPrefix(template, 'AWS::DynamoDB::GlobalTable', 'StorageTable')
+const bucket = resourceByPrefix(template, 'AWS::S3::Bucket', 'StorageBucket')
+const roleRef = apiFn.resource.Properties.Role['Fn::GetAtt'][0]
+
+const arn = (suffix: string) => ({
+  'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ...suffix.split('|').map((p) => (p.startsWith('Ref:') ? { Ref: p.slice(4) } : p))]],
+})
+
+/** Same elements in any order (CDK sorts a statement's resources). */
+const sameSet = (actual: unknown[], expected: unknown[]) =>
+  JSON.stringify(actual.map((x) => JSON.stringify(x)).sort()) ===
+  JSON.stringify(expected.map((x) => JSON.stringify(x)).sort())
+
+describe('API function', () => {
+  it('runs Node 22 on arm64, outside the VPC', () => {
+    expect(apiFn.resource.Properties).toMatchObject({
+      Runtime: 'nodejs22.x',
+      Architectures: ['arm64'],
+      Handler: 'index.handler',
+      Timeout: config.api.timeoutSeconds,
+    })
+    expect(apiFn.resource.Properties.VpcConfig).toBeUndefined()
+  })
+
+  it('gets the names it needs from the environment', () => {
+    expect(apiFn.resource.Properties.Environment.Variables).toMatchObject({
+      SANDBOX_FUNCTION_NAME: { Ref: sandboxFn.logicalId },
+      TABLE_NAME: { Ref: table.logicalId },
+      BUCKET_NAME: { Ref: bucket.logicalId },
+      CODE_TIMEOUT_MS: String(config.sandbox.codeTimeoutMs),
+      SANDBOX_TENANT_ISOLATION: 'true',
+    })
+  })
+})
+
+describe('API role', () => {
+  const role = resources[roleRef]
+  const policies = Object.values(template.findResources('AWS::IAM::Policy')).filter((p) =>
+    JSON.stringify(p.Properties.Roles).includes(roleRef),
+  )
+  const logGroup = apiFn.resource.Properties.LoggingConfig.LogGroup.Ref
+
+  it('has no managed policies and one inline policy', () => {
+    expect(role.Properties.ManagedPolicyArns).toBeUndefined()
+    expect(policies).toHaveLength(1)
+  })
+
+  it('has exactly these actions on exactly these resources', () => {
+    const sorted = (a: string[]) => [...a].sort()
+    expect(policies[0]!.Properties.PolicyDocument.Statement).toEqual([
+      {
+        Sid: 'OwnLogGroupOnly',
+        Effect: 'Allow',
+        Action: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+        Resource: { 'Fn::GetAtt': [logGroup, 'Arn'] },
+      },
+      {
+        Sid: 'InvokeSandbox',
+        Effect: 'Allow',
+        Action: 'lambda:InvokeFunction',
+        Resource: { 'Fn::GetAtt': [sandboxFn.logicalId, 'Arn'] },
+      },
+      { Sid: 'OwnTable', Effect: 'Allow', Action: sorted(TABLE_ACTIONS), Resource: { 'Fn::GetAtt': [table.logicalId, 'Arn'] } },
+      { Sid: 'OwnBucket', Effect: 'Allow', Action: 's3:ListBucket', Resource: { 'Fn::GetAtt': [bucket.logicalId, 'Arn'] } },
+      {
+        Sid: 'OwnBucketObjects',
+        Effect: 'Allow',
+        Action: sorted(OBJECT_ACTIONS),
+        Resource: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucket.logicalId, 'Arn'] }, '/*']] },
+      },
+      {
+        Sid: 'ConfiguredModels',
+        Effect: 'Allow',
+        Action: sorted(MODEL_ACTIONS),
+        Resource: expect.toSatisfy((r: unknown[]) =>
+          sameSet(r, [
+            arn(':bedrock:|Ref:AWS::Region|::foundation-model/anthropic.claude-3-5-haiku-20241022-v1:0'),
+            arn(':bedrock:|Ref:AWS::Region|:|Ref:AWS::AccountId|:inference-profile/eu.anthropic.claude-sonnet-4-5-20250929-v1:0'),
+            arn(':bedrock:*::foundation-model/anthropic.claude-sonnet-4-5-20250929-v1:0'),
+          ]),
+        ),
+      },
+    ])
+    expect(BUCKET_ACTIONS).toEqual(['s3:ListBucket'])
+    expect(TABLE_ACTIONS).not.toContain('dynamodb:Scan')
+  })
+
+  it('grants a global inference profile its Region-less model ARN too', () => {
+    const global = buildStack({ interpreter: { bedrockModelIds: ['global.anthropic.claude-sonnet-4-5-20250929-v1:0'] } })
+    global.template.hasResourceProperties('AWS::IAM::Policy', {
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Sid: 'ConfiguredModels',
+            Resource: Match.arrayWith([
+              arn(':bedrock:|Ref:AWS::Region|:|Ref:AWS::AccountId|:inference-profile/global.anthropic.claude-sonnet-4-5-20250929-v1:0'),
+              arn(':bedrock:*::foundation-model/anthropic.claude-sonnet-4-5-20250929-v1:0'),
+              arn(':bedrock:::foundation-model/anthropic.claude-sonnet-4-5-20250929-v1:0'),
+            ]),
+          }),
+        ]),
+      },
+    })
+  })
+
+  it('has no wildcard action and no bare "*" resource', () => {
+    const text = JSON.stringify(policies[0]!.Properties.PolicyDocument)
+    expect(text).not.toMatch(/"Action":"[^"]*\*"/)
+    expect(text).not.toMatch(/"Resource":"\*"/)
+  })
+})
+
+describe('REST API', () => {
+  const methods = template.findResources('AWS::ApiGateway::Method')
+  const methodAt = (path: string, verb: string) => {
+    const entry = Object.entries(methods).find(
+      ([id, m]) => m.Properties.HttpMethod === verb && id.startsWith(`RestApi${path.replace(/[^A-Za-z0-9]/g, '')}${verb}`),
+    )
+    if (!entry) throw new Error(`no ${verb} ${path}`)
+    return entry[1].Properties
+  }
+
+  it('serves the documented routes', () => {
+    const routes = Object.keys(methods).map((id) => id.replace(/[0-9A-F]{8}$/, '')).sort()
+    expect(routes).toEqual(
+      ['RestApiv1executionsPOST', 'RestApiv1healthGET', 'RestApiv1proxyANY', 'RestApiv1responsesGET', 'RestApiv1responsesPOST', 'RestApiv1responsesidGET'].sort(),
+    )
+  })
+
+  it('streams POST /v1/responses through response-streaming-invocations', () => {
+    expect(methodAt('v1responses', 'POST').Integration).toMatchObject({
+      Type: 'AWS_PROXY',
+      ResponseTransferMode: 'STREAM',
+      TimeoutInMillis: config.api.timeoutSeconds * 1000,
+    })
+    template.hasResourceProperties('AWS::ApiGateway::Method', {
+      HttpMethod: 'POST',
+      Integration: {
+        ResponseTransferMode: 'STREAM',
+        Uri: { 'Fn::Join': ['', Match.arrayWith([{ 'Fn::GetAtt': [apiFn.logicalId, 'Arn'] }, '/response-streaming-invocations'])] },
+      },
+    })
+  })
+
+  it('uses the one streaming integration on every route, since the function has one handler', () => {
+    for (const method of Object.values(methods)) {
+      expect(method.Properties.Integration.ResponseTransferMode).toBe('STREAM')
+      expect(method.Properties.AuthorizationType).toBe('NONE')
+    }
+  })
+
+  it('throttles the stage from the config and writes access logs', () => {
+    template.hasResourceProperties('AWS::ApiGateway::Stage', {
+      MethodSettings: Match.arrayWith([
+        Match.objectLike({
+          HttpMethod: '*',
+          ResourcePath: '/*',
+          ThrottlingRateLimit: config.throttling.rateLimit,
+          ThrottlingBurstLimit: config.throttling.burstLimit,
+        }),
+      ]),
+      AccessLogSetting: { DestinationArn: Match.anyValue(), Format: Match.stringLikeRegexp('requestId') },
+    })
+  })
+
+  it('validates JSON bodies on the POST routes', () => {
+    template.hasResourceProperties('AWS::ApiGateway::RequestValidator', {
+      ValidateRequestBody: true,
+      ValidateRequestParameters: true,
+    })
+    for (const path of ['v1executions', 'v1responses']) {
+      const post = methodAt(path, 'POST')
+      expect(post.RequestValidatorId).toBeDefined()
+      expect(post.RequestModels['application/json']).toBeDefined()
+    }
+  })
+
+  it('is Regional and outputs its URL', () => {
+    template.hasResourceProperties('AWS::ApiGateway::RestApi', { EndpointConfiguration: { Types: ['REGIONAL'] } })
+    const outputs = template.findOutputs('*')
+    expect(Object.keys(outputs).some((k) => k.startsWith('RestApiUrl'))).toBe(true)
+  })
+})

@@ -1,0 +1,62 @@
+import { describe, expect, it } from 'vitest'
+import { parseInterpreterConfig, sandboxTimeoutSeconds } from '../../lib/config'
+import { cdkJsonContext } from './support'
+
+const minimal = { bedrockModelIds: ['anthropic.claude-3-5-haiku-20241022-v1:0'] }
+
+describe('interpreter config', () => {
+  it('parses the committed cdk.json context', () => {
+    const config = parseInterpreterConfig(cdkJsonContext().interpreter)
+    expect(config.sandbox.codeTimeoutMs).toBe(30_000)
+    expect(config.sandbox.tenantIsolation).toBe(true)
+  })
+
+  it('fills documented defaults for omitted keys', () => {
+    const config = parseInterpreterConfig(minimal)
+    expect(config.sandbox).toEqual({
+      memoryMb: 2048,
+      ephemeralStorageMb: 1024,
+      reservedConcurrency: 20,
+      codeTimeoutMs: 30_000,
+      tenantIsolation: true,
+    })
+    expect(config.logRetentionDays).toBe(30)
+  })
+
+  it('names the offending key in the error', () => {
+    expect(() => parseInterpreterConfig({ ...minimal, sandbox: { memoryMb: 64 } })).toThrow(
+      /interpreter\.sandbox\.memoryMb:/,
+    )
+    expect(() => parseInterpreterConfig({ ...minimal, logRetentionDays: 31 })).toThrow(
+      /interpreter\.logRetentionDays: must be one of/,
+    )
+  })
+
+  it('rejects misspelled keys instead of silently using a default', () => {
+    expect(() => parseInterpreterConfig({ ...minimal, sandbox: { memoryMB: 4096 } })).toThrow(
+      /interpreter\.sandbox:.*memoryMB/,
+    )
+  })
+
+  it('rejects model ids that would widen the IAM grant', () => {
+    expect(() => parseInterpreterConfig({ bedrockModelIds: ['anthropic.*'] })).toThrow(
+      /interpreter\.bedrockModelIds\.0:/,
+    )
+    expect(() => parseInterpreterConfig({ bedrockModelIds: [] })).toThrow(/interpreter\.bedrockModelIds:/)
+  })
+
+  it('requires the API to outlast one sandbox invocation', () => {
+    expect(() =>
+      parseInterpreterConfig({ ...minimal, sandbox: { codeTimeoutMs: 60_000 }, api: { timeoutSeconds: 60 } }),
+    ).toThrow(/interpreter\.api\.timeoutSeconds: must exceed the sandbox timeout \(70 s\)/)
+  })
+
+  it('derives the sandbox timeout from the code timeout with a margin', () => {
+    expect(sandboxTimeoutSeconds(30_000)).toBe(40)
+    expect(sandboxTimeoutSeconds(30_001)).toBe(41)
+  })
+
+  it('says when the context key is missing', () => {
+    expect(() => parseInterpreterConfig(undefined)).toThrow(/"interpreter" is missing/)
+  })
+})
