@@ -149,13 +149,13 @@ export class ApiFunction extends Construct {
     Validations.of(policy).acknowledge({
       id: `AwsSolutions-IAM5[Resource::<${logicalIdOf(props.bucket)}.Arn>/*]`,
       reason:
-        'Object keys are per organization and created at run time; the grant is limited to this one bucket, and the API checks the organization prefix on every key',
+        'Object keys (files, generated files, state blobs) are created at run time under per-organization names, so no fixed key narrows it further; the grant covers this one bucket only',
     })
     for (const arn of modelArns.filter((a) => a.includes('*'))) {
       Validations.of(policy).acknowledge({
         id: `AwsSolutions-IAM5[Resource::${nagResource(arn)}]`,
         reason:
-          'A cross-Region inference profile may route to this model in any Region of its geography; the model id itself is fixed by configuration',
+          'A cross-Region inference profile routes this one configured model to any Region of its geography (every commercial Region for global.*), so only the Region is a wildcard',
       })
     }
   }

@@ -82,17 +82,15 @@ def _set_limit(which: int, value: int) -> None:
     resource.setrlimit(which, (value, value))
 
 
-def apply_rlimits(limits: Limits, uid_for_nproc: int | None) -> None:
+def apply_rlimits(limits: Limits, nproc_base: int) -> None:
     _set_limit(resource.RLIMIT_CORE, 0)
     # RLIMIT_AS counts the inherited, pre-imported address space: budget on top of it.
     _set_limit(resource.RLIMIT_AS, _vm_size_bytes() + limits.memory_mb * (1 << 20))
     _set_limit(resource.RLIMIT_FSIZE, limits.max_file_bytes)
     _set_limit(resource.RLIMIT_NOFILE, limits.max_open_files)
     _set_limit(resource.RLIMIT_CPU, limits.timeout_ms // 1000 + 2)
-    if uid_for_nproc is not None:
-        # NPROC counts every task of the uid; a shared uid (Lambda) already has the runner's.
-        base = 0 if uid_for_nproc == -1 else _uid_task_count(uid_for_nproc)
-        _set_limit(resource.RLIMIT_NPROC, base + limits.max_processes)
+    # NPROC counts every task of the uid; a shared uid (Lambda) already has the runner's.
+    _set_limit(resource.RLIMIT_NPROC, nproc_base + limits.max_processes)
 
 
 _REFUSED = {
@@ -138,7 +136,9 @@ def become_standby(conf: dict, job_r: int, result_w: int, stdio_w: int, seccomp_
         layers["netns"] = True
 
     limits = Limits(conf["limits"])
-    apply_rlimits(limits, drop_uid if drop_uid is not None else os.getuid())
+    global _nproc_base
+    _nproc_base = _uid_task_count(drop_uid if drop_uid is not None else os.getuid())
+    apply_rlimits(limits, _nproc_base)
     layers["rlimits"] = True
     if drop_uid is not None:
         os.setgroups([])
@@ -162,6 +162,9 @@ def become_standby(conf: dict, job_r: int, result_w: int, stdio_w: int, seccomp_
         sys.addaudithook(_audit)
         layers["audit_hook"] = True
     frames.write_json(result_w, frames.READY, {"layers": layers})
+
+
+_nproc_base = 0
 
 
 class _FrameStream(io.TextIOBase):
@@ -203,6 +206,12 @@ class _Sink:
         if len(data) > self.budget:
             self.dropped += len(data) - max(self.budget, 0)
             data = data[: max(self.budget, 0)]
+            if data:
+                frames.write_frame(self.fd, kind, data)
+            if self.budget >= 0:
+                frames.write_frame(self.fd, frames.TRUNCATED, b"")
+            self.budget = -1
+            return
         if data:
             self.budget -= len(data)
             frames.write_frame(self.fd, kind, data)
@@ -342,7 +351,7 @@ def standby_and_run(conf: dict, job_r: int, result_w: int, stdio_w: int, seccomp
         os._exit(0)
     os.close(job_r)
     limits = Limits(conf["limits"]).tightened(job.get("limits"))
-    if limits.memory_mb < conf["limits"]["memory_mb"] or limits.max_open_files < conf["limits"]["max_open_files"]:
-        apply_rlimits(limits, None)
+    if any(getattr(limits, name) != conf["limits"][name] for name in Limits.FIELDS):
+        apply_rlimits(limits, _nproc_base)
     run_job(job, result_w, limits)
     os._exit(0)

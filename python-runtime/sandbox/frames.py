@@ -19,8 +19,9 @@ IMAGE = b"i"      # PNG bytes
 ERROR = b"x"      # JSON {name, message, traceback}
 NOTICE = b"n"     # text from the sandbox itself (limits, dropped state)
 STATE = b"s"      # serialized namespace
-DONE = b"d"       # JSON {status}
-TYPES = {READY, STDOUT, STDERR, RESULT, IMAGE, ERROR, NOTICE, STATE, DONE}
+DONE = b"d"       # JSON {status, dropped}
+TRUNCATED = b"t"  # empty: text output was cut here (the count comes with DONE)
+TYPES = {READY, STDOUT, STDERR, RESULT, IMAGE, ERROR, NOTICE, STATE, DONE, TRUNCATED}
 
 
 def write_frame(fd: int, kind: bytes, payload: bytes) -> None:

@@ -100,14 +100,17 @@ class Outputs:
             self.dropped += len(data) - self.text_budget
             text = data[: self.text_budget].decode("utf-8", "ignore")
             self.text_budget = 0
-            if self.marker is None:
-                if text:
-                    self._append_text(source, text)
-                self.marker = {"type": "text", "source": "sandbox", "text": ""}
-                self.items.append(self.marker)
+            if text:
+                self._append_text(source, text)
+            self.truncated()
             return
         self.text_budget -= len(data)
         self._append_text(source, text)
+
+    def truncated(self) -> None:
+        if self.marker is None:
+            self.marker = {"type": "text", "source": "sandbox", "text": ""}
+            self.items.append(self.marker)
 
     def _append_text(self, source: str, text: str) -> None:
         last = self.items[-1] if self.items else None
@@ -134,7 +137,10 @@ class Outputs:
     def error(self, name: str, message: str, tb: str) -> None:
         self.items.append({"type": "error", "name": name, "message": message, "traceback": tb})
 
-    def finish(self) -> list[dict]:
+    def finish(self, child_dropped: int = 0) -> list[dict]:
+        self.dropped += child_dropped
+        if self.dropped and self.marker is None:
+            self.truncated()
         if self.marker is not None:
             self.marker["text"] = (f"[output truncated: {self.dropped} more bytes were dropped "
                                    f"(limit {self.limit} bytes per block)]")
@@ -211,7 +217,9 @@ class Runner:
         self._make_scratch_root()
         self.baseline = self._baseline_processes()
         self._start_zygote()
-        self._check_required(self._take_standby())
+        standby = self._take_standby()
+        self._check_required(standby)
+        self.standby = standby
 
     # --- start-up -----------------------------------------------------------------------------
 
@@ -445,8 +453,8 @@ class Runner:
         result = {
             "version": 1,
             "status": status,
-            "outputs": outputs.finish(),
-            "output_dropped_bytes": outputs.dropped + self._child_dropped,
+            "outputs": outputs.finish(self._child_dropped),
+            "output_dropped_bytes": outputs.dropped,
             "duration_ms": round(run_ms, 3),
             "timings": {"wait_ms": round(waited * 1000, 3), "run_ms": round(run_ms, 3),
                         "total_ms": round((time.monotonic() - started) * 1000, 3)},
@@ -471,7 +479,8 @@ class Runner:
         caps = {frames.STDOUT: limits["max_output_bytes"] + 4096, frames.STDERR: limits["max_output_bytes"] + 4096,
                 frames.RESULT: limits["max_output_bytes"] + 4096, frames.NOTICE: 64 << 10,
                 frames.IMAGE: limits["max_files_bytes"] + 4096, frames.ERROR: JSON_FRAME_CAP,
-                frames.STATE: limits["max_state_bytes"] + 4096, frames.DONE: JSON_FRAME_CAP}
+                frames.STATE: limits["max_state_bytes"] + 4096, frames.DONE: JSON_FRAME_CAP,
+                frames.TRUNCATED: 0}
         reader = FrameReader(caps)
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         deadline = time.monotonic() + limits["timeout_ms"] / 1000
@@ -524,6 +533,8 @@ class Runner:
             outputs.text("stderr", payload.decode("utf-8", "replace"))
         elif kind == frames.RESULT:
             outputs.text("result", payload.decode("utf-8", "replace") + "\n")
+        elif kind == frames.TRUNCATED:
+            outputs.truncated()
         elif kind == frames.NOTICE:
             outputs.notice(payload.decode("utf-8", "replace"))
         elif kind == frames.IMAGE:

@@ -71,6 +71,12 @@ class Worker:
         assert "result" in reply, reply
         return reply["result"]
 
+    def settle(self) -> None:
+        """The reply goes out before the block's cleanup; a probe is answered only after it."""
+        reply = self.raw({"version": 1, "request_id": "probe", "code": "", "action": "probe"})
+        assert "result" in reply, reply
+        self.zygote_pid = reply["result"]["zygote"]["pid"]  # a block may have killed the last one
+
     def alive(self) -> bool:
         return self.proc.poll() is None
 
@@ -129,6 +135,7 @@ def survivors(w: Worker) -> list[int]:
     from sandbox.runner import live_pids_of_uid
 
     # The runner, its zygote and the zygote's next standby are the worker's own processes.
+    w.settle()
     own = {w.runner_pid, w.zygote_pid}
     own |= {int(p) for p in _children(w.zygote_pid)}
     return [p for p in live_pids_of_uid(block_uid(w)) if p not in own]

@@ -99,6 +99,12 @@ describe('sandbox function', () => {
     expect(fn.resource.Properties.TenancyConfig).toBeUndefined()
   })
 
+  it('reserves no concurrency when the config says null (accounts with a low quota)', () => {
+    const none = buildStack({ interpreter: { sandbox: { reservedConcurrency: null } } })
+    const fn = resourceByPrefix(none.template, 'AWS::Lambda::Function', 'SandboxFunction')
+    expect(fn.resource.Properties.ReservedConcurrentExecutions).toBeUndefined()
+  })
+
   it('writes to a log group with retention', () => {
     const logGroup = sandbox.resource.Properties.LoggingConfig.LogGroup.Ref
     expect(template.toJSON().Resources[logGroup].Properties.RetentionInDays).toBe(config.logRetentionDays)

