@@ -1,2 +1,6 @@
-// Placeholder so the CDK stack can bundle; replaced by the real API handler.
-export const handler = async () => ({ statusCode: 503, body: '' })
+/** Lambda entry point of the API function (see lib/constructs/api-function.ts). */
+import { loadApiConfig } from '../config'
+import { createApiHandler } from './app'
+import { createDeps } from './deps'
+
+export const handler = createApiHandler(createDeps(loadApiConfig()))

@@ -109,9 +109,11 @@ def test_deep_recursion_is_a_recursion_error(worker):
 
 def test_stack_overflow_crash_is_a_clean_failure(worker):
     r = worker.run("import sys\nsys.setrecursionlimit(10**7)\ndef f(n): return f(n + 1)\nf(0)",
-                   limits={"timeout_ms": 20000, "memory_mb": 128})
+                   limits={"timeout_ms": 20000, "memory_mb": 64})
+    # Python 3.11 frames live on the heap: the memory limit ends it (MemoryError, SystemError or a
+    # killed process, depending on where the allocation fails); any of them is a clean failure.
     assert r["status"] == "failed"
-    assert errors(r)[0]["name"] in ("ProcessExit", "RecursionError", "MemoryError")
+    assert errors(r)[0]["name"] in ("ProcessExit", "RecursionError", "MemoryError", "SystemError")
     assert_healthy(worker)
 
 

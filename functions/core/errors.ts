@@ -1,0 +1,41 @@
+/** One typed error hierarchy; handlers/http.ts is the one place that maps it to HTTP. */
+export class ApiError extends Error {
+  constructor(
+    readonly statusCode: number,
+    readonly code: string,
+    message: string,
+    readonly details?: unknown,
+  ) {
+    super(message)
+    this.name = 'ApiError'
+  }
+}
+
+export const invalidJson = (detail: string) =>
+  new ApiError(400, 'invalid_json', `The request body is not valid JSON: ${detail}`)
+export const invalidRequest = (message: string, details?: unknown) =>
+  new ApiError(400, 'invalid_request', message, details)
+export const unauthorized = (message = 'Missing or invalid API key. Send "Authorization: Bearer <key>".') =>
+  new ApiError(401, 'unauthorized', message)
+export const forbidden = (message: string) => new ApiError(403, 'forbidden', message)
+
+/** The sandbox refused more work right now (pool and queue full, or Lambda throttled). */
+export class SandboxBusyError extends ApiError {
+  constructor(message = 'All sandboxes are busy and the queue is full; retry shortly.') {
+    super(429, 'sandbox_busy', message)
+  }
+}
+
+/** The sandbox could not run the block at all (not a failure of the user's code). */
+export class SandboxUnavailableError extends ApiError {
+  constructor(message: string) {
+    super(503, 'sandbox_unavailable', message)
+  }
+}
+
+/** The sandbox answered with something that breaks the contract: never passed through. */
+export class SandboxProtocolError extends ApiError {
+  constructor(message: string) {
+    super(502, 'sandbox_protocol_error', message)
+  }
+}

@@ -1,0 +1,39 @@
+import type { Execution, ExecutionRequest } from '../contract/api'
+import { newId } from './ids'
+import type { Clock, Sandbox } from './ports'
+
+export interface ExecutionDeps {
+  sandbox: Sandbox
+  clock: Clock
+}
+
+/** Runs one code block for the caller's organization. A failure of the user's code is a result. */
+export async function executeCode(
+  request: ExecutionRequest,
+  deps: ExecutionDeps,
+  signal?: AbortSignal,
+): Promise<Execution> {
+  const id = newId('exec')
+  const createdAt = deps.clock.now()
+  const result = await deps.sandbox.run(
+    {
+      version: 1,
+      action: 'execute',
+      request_id: id,
+      code: request.code,
+      limits: request.timeout_ms === undefined ? undefined : { timeout_ms: request.timeout_ms },
+    },
+    { organizationId: request.organization_id, signal },
+  )
+  return {
+    id,
+    object: 'execution',
+    organization_id: request.organization_id,
+    status: result.status,
+    code: request.code,
+    outputs: result.outputs,
+    output_dropped_bytes: result.output_dropped_bytes ?? 0,
+    duration_ms: result.duration_ms,
+    created_at: Math.floor(createdAt.getTime() / 1000),
+  }
+}

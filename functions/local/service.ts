@@ -1,0 +1,111 @@
+import type { Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { loadApiConfig } from '../config'
+import { createApiHandler } from '../handlers/app'
+import { createDeps } from '../handlers/deps'
+import { installLambdaStreamingGlobals, startApiServer } from './api-gateway'
+import type { LocalConfig } from './config'
+import { startLocalDynamo } from './dynamo'
+import { bootstrapLocalKey } from './keys'
+import { endpointUrl, startLambdaEndpoint } from './lambda-endpoint'
+import { ensurePython } from './python-setup'
+import { WorkerPool } from './worker-pool'
+
+export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
+const FUNCTION_NAME = 'sandbox'
+const TABLE_NAME = 'interpreter'
+const LOCAL_CREDENTIALS = { accessKeyId: 'local', secretAccessKey: 'local' }
+
+export interface LocalService {
+  url: string
+  lambdaUrl: string
+  organizationId: string
+  /** Set when the key was given (LOCAL_API_KEY) or created by this start. */
+  apiKey?: string
+  keyCreated: boolean
+  layers: Record<string, unknown>
+  python: string
+  pool: WorkerPool
+  stop(): Promise<void>
+}
+
+/** Environment for the Python workers: the sandbox's own settings, never the server's secrets. */
+function workerEnv(config: LocalConfig): Record<string, string> {
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    LANG: 'C.UTF-8',
+    CODE_TIMEOUT_MS: String(config.CODE_TIMEOUT_MS),
+  }
+  for (const [k, v] of Object.entries(process.env)) if (k.startsWith('SANDBOX_') && v !== undefined) env[k] = v
+  return env
+}
+
+const close = (server: Server) => new Promise<void>((r) => server.close(() => r()))
+
+/**
+ * Everything `npm start` runs, in one process: the HTTP API, the local Lambda endpoint with its
+ * warm Python workers, and DynamoDB (dynalite). `persist: false` keeps the table in memory (tests).
+ */
+export async function startLocalService(
+  config: LocalConfig,
+  options: { log?: (line: string) => void; persist?: boolean } = {},
+): Promise<LocalService> {
+  const log = options.log ?? ((line: string) => console.log(line))
+  const python = ensurePython({ python: config.PYTHON, dataDir: config.DATA_DIR, root: PROJECT_ROOT, log })
+  const dynamo = await startLocalDynamo(options.persist === false ? undefined : join(config.DATA_DIR, 'dynamodb'), TABLE_NAME)
+  const pool = new WorkerPool({
+    python,
+    script: join(PROJECT_ROOT, 'python-runtime', 'local_worker.py'),
+    size: config.SANDBOX_WORKERS,
+    queueLimit: config.SANDBOX_QUEUE_LIMIT,
+    env: workerEnv(config),
+    slotUidBase: config.SANDBOX_SLOT_UID_BASE,
+    log,
+  })
+  let layers: Record<string, unknown>
+  try {
+    layers = await pool.start()
+  } catch (error) {
+    pool.stop()
+    await close(dynamo.server)
+    throw error
+  }
+  const lambda = await startLambdaEndpoint(pool, FUNCTION_NAME, config.LAMBDA_PORT)
+  const apiConfig = loadApiConfig({
+    SANDBOX_FUNCTION_NAME: FUNCTION_NAME,
+    SANDBOX_TENANT_ISOLATION: 'true',
+    TABLE_NAME,
+    CODE_TIMEOUT_MS: String(config.CODE_TIMEOUT_MS),
+  })
+  const deps = createDeps(apiConfig, {
+    lambda: { endpoint: endpointUrl(lambda), region: 'us-east-1', credentials: LOCAL_CREDENTIALS },
+    dynamo: { endpoint: dynamo.endpoint, region: 'us-east-1', credentials: LOCAL_CREDENTIALS },
+  })
+  const key = await bootstrapLocalKey({
+    keys: deps.keys,
+    dataDir: config.DATA_DIR,
+    organizationId: config.LOCAL_ORGANIZATION_ID,
+    apiKey: config.LOCAL_API_KEY,
+    log,
+  })
+  installLambdaStreamingGlobals()
+  const api = await startApiServer(createApiHandler(deps) as never, config.PORT, log)
+  return {
+    url: `http://127.0.0.1:${(api.address() as AddressInfo).port}`,
+    lambdaUrl: endpointUrl(lambda),
+    organizationId: config.LOCAL_ORGANIZATION_ID,
+    apiKey: key.apiKey,
+    keyCreated: key.created,
+    layers,
+    python,
+    pool,
+    async stop() {
+      pool.stop()
+      api.closeAllConnections()
+      lambda.closeAllConnections()
+      await Promise.all([close(api), close(lambda), close(dynamo.server)])
+    },
+  }
+}

@@ -1,0 +1,204 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { encodeMessage, MessageReader } from './frames'
+
+export interface WorkerReply {
+  result?: unknown
+  error?: { errorType: string; errorMessage: string }
+}
+
+export interface PoolOptions {
+  python: string
+  script: string
+  size: number
+  /** Requests that may wait for a worker; past it, invoke() throws PoolFullError. */
+  queueLimit: number
+  /** Environment for the workers (never the server's own credentials). */
+  env: Record<string, string>
+  /** Root posture: worker slot i runs blocks as uid slotUidBase + i. */
+  slotUidBase: number
+  log: (line: string) => void
+}
+
+export class PoolFullError extends Error {
+  constructor() {
+    super('all sandbox workers are busy and the queue is full')
+    this.name = 'PoolFullError'
+  }
+}
+
+interface Job {
+  payload: unknown
+  tenant: string
+  resolve: (reply: WorkerReply) => void
+}
+
+const MAX_REPLY_BYTES = 8 * 1024 * 1024
+
+class Worker {
+  state: 'starting' | 'idle' | 'busy' | 'recycling' | 'dead' = 'starting'
+  /** Set when this worker is being recycled for another organization: its replacement serves it. */
+  reservedFor: string | null = null
+  /** Like Lambda's tenant isolation mode: a worker serves one organization for its whole life. */
+  tenant: string | null = null
+  job: Job | null = null
+  layers: Record<string, unknown> = {}
+  readonly proc: ChildProcess
+  readonly ready: Promise<void>
+
+  constructor(
+    readonly slot: number,
+    private readonly pool: WorkerPool,
+    options: PoolOptions,
+  ) {
+    this.proc = spawn(options.python, ['-B', options.script], {
+      env: { ...options.env, SANDBOX_SLOT_UID: String(options.slotUidBase + slot) },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    })
+    const reader = new MessageReader(MAX_REPLY_BYTES)
+    let settle: { resolve: () => void; reject: (e: Error) => void }
+    this.ready = new Promise((resolve, reject) => (settle = { resolve, reject }))
+    this.ready.catch(() => {})
+    this.proc.stderr!.on('data', (chunk: Buffer) => {
+      for (const line of chunk.toString('utf8').split('\n')) if (line.trim()) options.log(`[sandbox ${slot}] ${line}`)
+    })
+    this.proc.stdout!.on('data', (chunk: Buffer) => {
+      let messages: unknown[]
+      try {
+        messages = reader.feed(chunk)
+      } catch (error) {
+        options.log(`[sandbox ${slot}] ${(error as Error).message}; recycling`)
+        this.proc.kill('SIGKILL')
+        return
+      }
+      for (const message of messages as Record<string, any>[]) {
+        if (message.ready) {
+          this.layers = message.ready.layers
+          this.state = 'idle'
+          settle.resolve()
+          this.pool.dispatch()
+        } else if (message.fatal) {
+          settle.reject(new Error(String(message.fatal)))
+        } else if (this.job) {
+          const job = this.job
+          this.job = null
+          this.state = 'idle'
+          job.resolve(message as WorkerReply)
+          this.pool.dispatch()
+        }
+      }
+    })
+    this.proc.on('error', (error) => settle.reject(error))
+    this.proc.on('exit', (code, signal) => {
+      const wasStarting = this.state === 'starting'
+      this.state = 'dead'
+      settle.reject(new Error(`sandbox worker exited during start-up (code ${code}, signal ${signal})`))
+      if (this.job) {
+        this.job.resolve({
+          error: { errorType: 'SandboxWorkerExited', errorMessage: 'the sandbox environment ended while running the block' },
+        })
+        this.job = null
+      }
+      this.pool.replace(this, wasStarting)
+    })
+  }
+
+  send(job: Job): void {
+    this.state = 'busy'
+    this.tenant = job.tenant
+    this.job = job
+    this.proc.stdin!.write(encodeMessage({ payload: job.payload, tenant_id: job.tenant }))
+  }
+
+  stop(): void {
+    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill('SIGKILL')
+  }
+}
+
+/** Warm Python sandbox workers behind the local Lambda endpoint. */
+export class WorkerPool {
+  private workers: Worker[] = []
+  private queue: Job[] = []
+  private stopping = false
+  private failures = 0
+
+  constructor(private readonly options: PoolOptions) {}
+
+  /** Starts every worker and resolves with the isolation layers they report (fails closed). */
+  async start(): Promise<Record<string, unknown>> {
+    this.workers = Array.from({ length: this.options.size }, (_, slot) => new Worker(slot, this, this.options))
+    await Promise.all(this.workers.map((w) => w.ready))
+    return this.workers[0]!.layers
+  }
+
+  invoke(payload: unknown, tenant: string): Promise<WorkerReply> {
+    return new Promise((resolve, reject) => {
+      const job: Job = { payload, tenant, resolve }
+      if (this.assign(job)) return
+      if (this.queue.length >= this.options.queueLimit) return reject(new PoolFullError())
+      this.queue.push(job)
+    })
+  }
+
+  /** Hands queued jobs to free workers, oldest first. */
+  dispatch(): void {
+    this.queue = this.queue.filter((job) => !this.assign(job))
+  }
+
+  private assign(job: Job): boolean {
+    const idle = this.workers.filter((w) => w.state === 'idle')
+    const worker = idle.find((w) => w.tenant === job.tenant) ?? idle.find((w) => w.tenant === null)
+    if (worker) {
+      worker.send(job)
+      return true
+    }
+    // A fresh worker is already on its way for this tenant (or for anyone): wait for it.
+    const coming = this.workers.some(
+      (w) =>
+        (w.state === 'starting' && (w.tenant === job.tenant || w.tenant === null)) ||
+        (w.state === 'recycling' && w.reservedFor === job.tenant),
+    )
+    const other = idle[0]
+    if (!coming && other) {
+      // Recycle a worker that served another organization before it serves this one.
+      other.reservedFor = job.tenant
+      other.state = 'recycling'
+      other.stop()
+    }
+    return false
+  }
+
+  replace(dead: Worker, wasStarting: boolean): void {
+    if (this.stopping) return
+    const index = this.workers.indexOf(dead)
+    if (index < 0) return
+    this.failures = wasStarting ? this.failures + 1 : 0
+    const delay = Math.min(5_000, this.failures * 500)
+    setTimeout(() => {
+      if (this.stopping) return
+      const fresh = new Worker(dead.slot, this, this.options)
+      // A recycled slot is promised to the tenant that asked for it.
+      fresh.tenant = dead.reservedFor
+      this.workers[index] = fresh
+      fresh.ready.then(
+        () => (this.failures = 0),
+        (error: Error) => this.options.log(`sandbox worker ${dead.slot} failed to start: ${error.message}`),
+      )
+    }, delay)
+  }
+
+  get size(): number {
+    return this.workers.length
+  }
+
+  stats(): { idle: number; busy: number; starting: number; queued: number } {
+    const count = (s: Worker['state']) => this.workers.filter((w) => w.state === s).length
+    return { idle: count('idle'), busy: count('busy'), starting: count('starting'), queued: this.queue.length }
+  }
+
+  stop(): void {
+    this.stopping = true
+    for (const w of this.workers) w.stop()
+    for (const job of this.queue) job.resolve({ error: { errorType: 'ServerStopping', errorMessage: 'the server is stopping' } })
+    this.queue = []
+  }
+}
