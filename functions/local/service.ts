@@ -4,6 +4,7 @@ import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { loadApiConfig } from '../config'
 import { createApiHandler } from '../handlers/app'
+import { hashApiKey, newApiKey, newId } from '../core/ids'
 import { createDeps } from '../handlers/deps'
 import { installLambdaStreamingGlobals, startApiServer } from './api-gateway'
 import type { LocalConfig } from './config'
@@ -28,6 +29,8 @@ export interface LocalService {
   layers: Record<string, unknown>
   python: string
   pool: WorkerPool
+  /** Issues a new API key for an organization (shown once; stored hashed). */
+  issueKey(organizationId: string): Promise<string>
   stop(): Promise<void>
 }
 
@@ -101,6 +104,11 @@ export async function startLocalService(
     layers,
     python,
     pool,
+    async issueKey(organizationId: string) {
+      const apiKey = newApiKey()
+      await deps.keys.put(hashApiKey(apiKey), { organizationId, keyId: newId('key') })
+      return apiKey
+    },
     async stop() {
       pool.stop()
       api.closeAllConnections()

@@ -186,6 +186,11 @@ export class WorkerPool {
     }, delay)
   }
 
+  /** Process ids of the live workers (runners), for tests and the benchmark. */
+  workerPids(): number[] {
+    return this.workers.filter((w) => w.state !== 'dead' && w.proc.pid).map((w) => w.proc.pid!)
+  }
+
   get size(): number {
     return this.workers.length
   }

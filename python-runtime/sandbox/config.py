@@ -65,6 +65,7 @@ class Config:
     python: str
     wipe_tmp: bool
     single_tenant: bool
+    uid_exclusive: bool
     extra: dict = field(default_factory=dict)
 
     @staticmethod
@@ -94,4 +95,5 @@ class Config:
         return Config(posture=posture, limits=limits, required=required, slot_uid=slot_uid,
                       scratch_root=scratch, python=env.get("SANDBOX_PYTHON") or sys.executable,
                       wipe_tmp=env.get("SANDBOX_WIPE_TMP") == "1",
-                      single_tenant=env.get("SANDBOX_SINGLE_TENANT", "1") == "1")
+                      single_tenant=env.get("SANDBOX_SINGLE_TENANT", "1") == "1",
+                      uid_exclusive=env.get("SANDBOX_UID_EXCLUSIVE") == "1")

@@ -62,8 +62,9 @@ def validate(schema: dict, value: object, path: str = "") -> object:
             raise ContractError(path, "matches none of the allowed shapes" if not matches else "is ambiguous")
         return matches[0]
     kind = schema.get("type")
-    if kind is not None and not _TYPES[kind](value):
-        raise ContractError(path, f"expected {kind}")
+    kinds = kind if isinstance(kind, list) else [kind] if kind is not None else []
+    if kinds and not any(_TYPES[k](value) for k in kinds):
+        raise ContractError(path, f"expected {' or '.join(kinds)}")
     if "const" in schema and value != schema["const"]:
         raise ContractError(path, f"must be {schema['const']!r}")
     if "enum" in schema and value not in schema["enum"]:

@@ -215,6 +215,8 @@ class Runner:
         kernel.set_child_subreaper()
         self.layers["subreaper"] = True
         self._make_scratch_root()
+        if config.posture == "root" and not self._kill_slot_uid():
+            raise SandboxError(f"processes of slot uid {config.slot_uid} survive and cannot be killed")
         self.baseline = self._baseline_processes()
         self._start_zygote()
         standby = self._take_standby()
@@ -617,18 +619,53 @@ class Runner:
                 keep.add(pid)
         return keep
 
+    def _descendants(self) -> set[int]:
+        """Every live process below the runner. As a subreaper it inherits every orphan of a
+        block, so a daemon's double fork cannot leave this tree while the runner lives."""
+        found: set[int] = set()
+        todo = [os.getpid()]
+        while todo:
+            pid = todo.pop()
+            try:
+                tids = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                continue
+            for tid in tids:
+                try:
+                    with open(f"/proc/{pid}/task/{tid}/children") as f:
+                        kids = [int(k) for k in f.read().split()]
+                except OSError:
+                    continue
+                for kid in kids:
+                    if kid not in found:
+                        found.add(kid)
+                        todo.append(kid)
+        alive = set()
+        for pid in found:
+            st = _proc_status(str(pid))
+            if st is not None and not st.get("State", "").startswith(("Z", "X")):
+                alive.add(pid)
+        return alive
+
+    def _sweep_candidates(self, protected: set[int]) -> set[int]:
+        victims = self._descendants() - protected
+        if self.config.uid_exclusive:
+            # Inside Lambda this runner is the uid's only tenant: anything unknown of the uid goes.
+            victims |= set(live_pids_of_uid(os.getuid(), protected))
+        return victims
+
     def _sweep_same_uid(self, child_pid: int) -> bool:
-        """Deployed posture: no other uid exists, so stop-then-kill every unknown same-uid process."""
-        uid = os.getuid()
+        """Deployed posture: no other uid exists, so stop-then-kill until a sweep finds none."""
         protected = self._protected()
         try:
             os.kill(child_pid, signal.SIGKILL)
         except OSError:
             pass
         for _ in range(self.config.limits["max_processes"] + 10):
-            victims = live_pids_of_uid(uid, protected)
+            victims = self._sweep_candidates(protected)
             if not victims:
                 return True
+            # Stop first so nothing can fork between our look and our kill.
             for pid in victims:
                 try:
                     os.kill(pid, signal.SIGSTOP)
@@ -641,7 +678,7 @@ class Runner:
                     pass
             self._reap_orphans()
             time.sleep(0.0005)
-        return not live_pids_of_uid(uid, protected)
+        return not self._sweep_candidates(protected)
 
     def _wipe_dir_contents(self, path: str) -> None:
         def onerror(func, p, _exc):

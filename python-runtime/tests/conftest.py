@@ -24,9 +24,19 @@ NOBODY = 65534
 SLOT_UID = 61017
 
 
+_next_uid = [63000]
+
+
 class Worker:
     def __init__(self, posture: str, extra_env: dict | None = None):
         self.posture = posture
+        # Deployed posture runs like Lambda: one uid for runner and child, and the runner is that
+        # uid's only tenant (SANDBOX_UID_EXCLUSIVE). Each worker gets its own uid so that
+        # workers alive at the same time never sweep each other.
+        self.uid = NOBODY
+        if posture == "deployed" and os.geteuid() == 0:
+            _next_uid[0] += 1
+            self.uid = _next_uid[0]
         self.scratch = f"/tmp/sbx-test-{posture}-{os.getpid()}-{time.monotonic_ns()}"
         env = {
             "PATH": "/usr/bin:/bin",
@@ -40,10 +50,11 @@ class Worker:
         }
         if posture == "deployed":
             env["SANDBOX_WIPE_TMP"] = "1"
+            env["SANDBOX_UID_EXCLUSIVE"] = "1"
         env.update(extra_env or {})
         kwargs = {}
         if posture == "deployed" and os.geteuid() == 0:
-            kwargs = {"user": NOBODY, "group": NOBODY, "extra_groups": []}
+            kwargs = {"user": self.uid, "group": self.uid, "extra_groups": []}
         self.proc = subprocess.Popen([PYTHON, "-B", WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      env=env, cwd="/", **kwargs)
         hello = self._read()
@@ -69,6 +80,8 @@ class Worker:
     def run(self, code: str, **fields) -> dict:
         reply = self.raw({"version": 1, "request_id": "test", "code": code, **fields})
         assert "result" in reply, reply
+        from sandbox.contract import validate_result
+        validate_result(reply["result"])  # every result the runner sends keeps the contract
         return reply["result"]
 
     def settle(self) -> None:
@@ -127,7 +140,7 @@ def errors(result: dict) -> list[dict]:
 
 
 def block_uid(w: Worker) -> int:
-    return SLOT_UID if w.posture == "root" else (NOBODY if os.geteuid() == 0 else os.geteuid())
+    return SLOT_UID if w.posture == "root" else (w.uid if os.geteuid() == 0 else os.geteuid())
 
 
 def survivors(w: Worker) -> list[int]:

@@ -213,9 +213,9 @@ def test_killing_the_parent_does_not_break_the_worker(worker):
         assert r["status"] == "failed" and errors(r)[0]["name"] == "PermissionError"
 
 
-def test_kill_all_is_contained_in_root_posture(worker):
-    if worker.posture != "root":
-        pytest.skip("deployed posture shares one uid with the runner: kill(-1) is covered in test_deployed_kill_all")
+@pytest.mark.skipif(os.geteuid() != 0, reason="the root posture needs root")
+def test_kill_all_is_contained_in_root_posture(fresh_worker):
+    worker = fresh_worker("root")
     r = worker.run("import os, signal\nos.kill(-1, signal.SIGKILL)\nprint('still here')")
     # Only the slot's own uid is reachable, and kill(-1) spares the caller.
     assert worker.alive()
@@ -312,7 +312,7 @@ def test_deployed_kill_all_ends_the_worker_which_fails_closed(fresh_worker):
         w.run("import os, signal\nos.kill(-1, signal.SIGKILL)")
     time.sleep(0.3)
     from sandbox.runner import live_pids_of_uid
-    assert [p for p in live_pids_of_uid(65534 if os.geteuid() == 0 else os.geteuid())
+    assert [p for p in live_pids_of_uid(w.uid if os.geteuid() == 0 else os.geteuid())
             if p not in (os.getpid(),)] == []
 
 
@@ -335,3 +335,21 @@ def test_bad_payload_is_refused_by_the_contract(worker):
     reply = worker.raw({"version": 1, "request_id": "t", "code": "print(1)", "extra": 1})
     assert reply["error"]["errorType"] == "InvalidPayload"
     assert "extra" in reply["error"]["errorMessage"]
+
+
+def test_tree_sweep_without_an_exclusive_uid_still_kills_daemons_and_hoppers(fresh_worker):
+    """Local pools share a uid between workers: the sweep then covers only the runner's subtree,
+    which holds every orphan because the runner is a subreaper."""
+    w = fresh_worker("deployed", SANDBOX_UID_EXCLUSIVE="0")
+    marker = marker_path("tree-daemon")
+    daemon = ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+              f"        time.sleep(1.0)\n        open({marker!r}, 'w').write('escaped')\n        os._exit(0)\n"
+              "    os._exit(0)\nprint('parent done')")
+    hopper = ("import os\nif os.fork() == 0:\n    os.setsid()\n    while True:\n        if os.fork() != 0:\n"
+              "            os._exit(0)\nprint('started')")
+    assert w.run(daemon)["status"] == "completed"
+    assert w.run(hopper)["status"] == "completed"
+    assert survivors(w) == []
+    time.sleep(1.3)
+    assert survivors(w) == []
+    assert not os.path.exists(marker)

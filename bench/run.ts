@@ -1,0 +1,301 @@
+/**
+ * `npm run bench`: latency, throughput and memory of the local service (issue 2, "Done when"),
+ * beside a fresh python3 per block and a warm Jupyter kernel, all measured in this one run.
+ */
+import { spawnSync } from 'node:child_process'
+import { randomInt } from 'node:crypto'
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { Agent, request } from 'node:http'
+import { cpus, release, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { fileURLToPath } from 'node:url'
+import { loadLocalConfig } from '../functions/local/config'
+import { type LocalService, startLocalService } from '../functions/local/service'
+import { ms, type Summary, summarize, table } from './stats'
+
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
+
+const N_HTTP = 200
+const WARMUP = 20
+const N_FRESH = 20
+const N_FULL_STACK = 10
+const THROUGHPUT_MS = 3_000
+const CONCURRENCY = [1, 2, 4, 8]
+const SYSTEM_PYTHON = '/usr/bin/python3'
+const ORG = 'org_bench'
+
+interface Block {
+  name: string
+  code: string
+  expect: string
+}
+const PRINT: Block = { name: 'print(1+1)', code: 'print(1+1)', expect: '2\n' }
+const GROUPBY: Block = {
+  name: 'pandas groupby',
+  code: "import pandas as pd\ndf = pd.DataFrame({'k': ['a','b','a','b'], 'v': [1,2,3,4]})\nprint(df.groupby('k').v.sum())",
+  expect: 'k\na    4\nb    6\nName: v, dtype: int64\n',
+}
+/** The zygote's imports (python-runtime/sandbox/zygote.py), then the trivial block. */
+const FULL_STACK =
+  "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot, numpy, pandas, scipy, scipy.stats, sympy\nprint(1+1)"
+
+// ---------------------------------------------------------------- HTTP client
+
+const agent = new Agent({ keepAlive: true, maxSockets: 64 })
+
+function post(url: string, key: string, body: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      url,
+      {
+        method: 'POST',
+        agent,
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+      },
+      (res) => {
+        const chunks: Buffer[] = []
+        res.on('data', (c: Buffer) => chunks.push(c))
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }))
+        res.on('error', reject)
+      },
+    )
+    req.on('error', reject)
+    req.end(body)
+  })
+}
+
+/** Runs one block through POST /v1/executions; returns its latency, or throws on a wrong answer. */
+async function execute(service: LocalService, key: string, block: Block): Promise<number> {
+  const body = JSON.stringify({ organization_id: ORG, code: block.code })
+  const start = performance.now()
+  const res = await post(`${service.url}/v1/executions`, key, body)
+  const elapsed = performance.now() - start
+  let text: string | undefined
+  let status: unknown
+  try {
+    const json = JSON.parse(res.body) as { status?: string; outputs?: { type: string; source?: string; text?: string }[] }
+    status = json.status
+    if (json.outputs?.every((o) => o.type === 'text' && o.source === 'stdout')) text = json.outputs.map((o) => o.text).join('')
+  } catch {}
+  if (res.status !== 200 || status !== 'completed' || text?.trimEnd() !== block.expect.trimEnd()) {
+    // The API trims the final newline of stdout; compare without trailing whitespace.
+    throw new Error(`${block.name}: unexpected response (HTTP ${res.status}): ${res.body.slice(0, 2000)}`)
+  }
+  return elapsed
+}
+
+async function httpLatency(service: LocalService, key: string, block: Block): Promise<Summary> {
+  for (let i = 0; i < WARMUP; i++) await execute(service, key, block)
+  const samples: number[] = []
+  for (let i = 0; i < N_HTTP; i++) samples.push(await execute(service, key, block))
+  return summarize(samples)
+}
+
+async function throughput(service: LocalService, key: string, clients: number): Promise<{ rate: number; lat: Summary }> {
+  const samples: number[] = []
+  const start = performance.now()
+  const end = start + THROUGHPUT_MS
+  const client = async () => {
+    while (performance.now() < end) samples.push(await execute(service, key, PRINT))
+  }
+  await Promise.all(Array.from({ length: clients }, client))
+  return { rate: samples.length / ((performance.now() - start) / 1000), lat: summarize(samples) }
+}
+
+// ---------------------------------------------------------------- fresh interpreters and Jupyter
+
+function freshPython(code: string, expect: string, n: number): Summary {
+  const samples: number[] = []
+  for (let i = 0; i < n; i++) {
+    const start = performance.now()
+    const out = spawnSync(SYSTEM_PYTHON, ['-c', code], { encoding: 'utf8' })
+    samples.push(performance.now() - start)
+    if (out.status !== 0 || out.stdout !== expect) {
+      throw new Error(`fresh ${SYSTEM_PYTHON} -c: exit ${out.status}, stdout ${JSON.stringify(out.stdout)}, stderr ${out.stderr}`)
+    }
+  }
+  return summarize(samples)
+}
+
+type JupyterResult = { skipped: string } | { versions: Record<string, string>; results: Record<string, number[]> }
+
+function jupyter(blocks: Block[]): JupyterResult {
+  const script = fileURLToPath(new URL('./jupyter_bench.py', import.meta.url))
+  const out = spawnSync(SYSTEM_PYTHON, [script, String(N_HTTP), String(WARMUP)], {
+    input: JSON.stringify(blocks),
+    encoding: 'utf8',
+    timeout: 300_000,
+  })
+  if (out.status !== 0) throw new Error(`jupyter_bench.py failed (exit ${out.status}): ${out.stderr}`)
+  return JSON.parse(out.stdout.trim().split('\n').at(-1)!) as JupyterResult
+}
+
+// ---------------------------------------------------------------- memory from /proc
+
+function children(pid: number): number[] {
+  const pids: number[] = []
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    const text = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim()
+    if (text) pids.push(...text.split(/\s+/).map(Number))
+  }
+  return pids
+}
+
+function cmdline(pid: number): string {
+  return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ')
+}
+
+/** Pss and Rss in MiB from smaps_rollup. */
+function rollup(pid: number): { pss: number; rss: number } {
+  const text = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8')
+  const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN)
+  return { pss: kib('Pss') / 1024, rss: kib('Rss') / 1024 }
+}
+
+interface Mem {
+  pss: number
+  rss: number
+  procs: number
+}
+const addMem = (pids: number[]): Mem =>
+  pids.map(rollup).reduce((a, m) => ({ pss: a.pss + m.pss, rss: a.rss + m.rss, procs: a.procs + 1 }), { pss: 0, rss: 0, procs: 0 })
+
+/** Each warm worker (runner), its children (the zygote) and their children (the standby). */
+function workerMemory(): { pid: number; runner: Mem; zygote: Mem; standby: Mem }[] {
+  const runners = children(process.pid).filter((pid) => cmdline(pid).includes('local_worker.py'))
+  return runners.map((pid) => {
+    const zygotes = children(pid)
+    const standbys = zygotes.flatMap(children)
+    return { pid, runner: addMem([pid]), zygote: addMem(zygotes), standby: addMem(standbys) }
+  })
+}
+
+// ---------------------------------------------------------------- main
+
+function pythonVersion(python: string): string {
+  const out = spawnSync(python, ['-c', 'import sys, pandas, numpy; print(sys.version.split()[0], "pandas", pandas.__version__, "numpy", numpy.__version__)'], { encoding: 'utf8' })
+  return out.stdout.trim() || `unknown (${out.stderr.trim()})`
+}
+
+const sleep = (t: number) => new Promise((r) => setTimeout(r, t))
+const row = (name: string, s: Summary, extra = '') => [name, ms(s.median), ms(s.p99), ms(s.min), String(s.n), extra]
+const LAT_HEADER = ['', 'median ms', 'p99 ms', 'min ms', 'n', '']
+
+async function main(): Promise<void> {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789'
+  const key = Array.from({ length: 32 }, () => alphabet[randomInt(alphabet.length)]).join('')
+  const dataDir = mkdtempSync(join(tmpdir(), 'bench-'))
+  const config = loadLocalConfig({ ...process.env, PORT: '0', DATA_DIR: dataDir, LOCAL_API_KEY: key, LOCAL_ORGANIZATION_ID: ORG })
+
+  console.log('Starting the local service...')
+  let service: LocalService | undefined
+  try {
+    service = await startLocalService(config, { persist: false, log: () => {} })
+    const layers = Object.entries(service.layers)
+      .filter(([, v]) => v !== false)
+      .map(([k, v]) => (v === true ? k : `${k}=${v}`))
+    console.log(`\n== Machine`)
+    console.log(`cores:    ${cpus().length} (${cpus()[0]?.model.trim()}), kernel ${release()}`)
+    console.log(`node:     ${process.version}`)
+    console.log(`python:   sandbox ${service.python}: ${pythonVersion(service.python)}; baseline ${SYSTEM_PYTHON}: ${pythonVersion(SYSTEM_PYTHON)}`)
+    console.log(`sandbox:  ${service.pool.size} warm workers; isolation layers: ${layers.join(', ')}`)
+
+    console.log(`\n== Latency through the HTTP API (sequential single client, keep-alive, ${WARMUP} warm-ups, n=${N_HTTP})`)
+    const http = { print: await httpLatency(service, key, PRINT), groupby: await httpLatency(service, key, GROUPBY) }
+    console.log(table(LAT_HEADER, [row(PRINT.name, http.print), row(GROUPBY.name, http.groupby)]))
+
+    console.log(`\n== Throughput, ${PRINT.name} through HTTP (~${THROUGHPUT_MS / 1000} s per level)`)
+    const tp: string[][] = []
+    for (const clients of CONCURRENCY) {
+      const { rate, lat } = await throughput(service, key, clients)
+      tp.push([String(clients), rate.toFixed(0), ms(lat.median), ms(lat.p99), String(lat.n)])
+    }
+    console.log(table(['clients', 'blocks/s', 'median ms', 'p99 ms', 'n'], tp))
+
+    await sleep(1_000) // let the last blocks' cleanup and standby forks finish
+    console.log(`\n== Memory of each warm worker (MiB, /proc/<pid>/smaps_rollup, idle)`)
+    const mem = workerMemory()
+    if (mem.length !== service.pool.size) throw new Error(`found ${mem.length} worker processes, expected ${service.pool.size}`)
+    const memRows = mem.map((w, i) => {
+      const total = { pss: w.runner.pss + w.zygote.pss + w.standby.pss, rss: w.runner.rss + w.zygote.rss + w.standby.rss }
+      const f = (m: { pss: number; rss: number }) => `${m.pss.toFixed(1)} / ${m.rss.toFixed(1)}`
+      return [`worker ${i} (pid ${w.pid})`, f(w.runner), f(w.zygote), f(w.standby), f(total), `${w.zygote.procs}+${w.standby.procs}`]
+    })
+    console.log(table(['Pss / Rss', 'runner', 'zygote', 'standby', 'total', 'zygotes+standbys'], memRows))
+    console.log('(Rss counts shared pages once per process, so its total overstates; Pss splits them.)')
+
+    await service.stop()
+    service = undefined
+
+    console.log(`\n== Fresh ${SYSTEM_PYTHON} -c <code> per block (no warm-up)`)
+    const fresh = {
+      print: freshPython(PRINT.code, PRINT.expect, N_FRESH),
+      groupby: freshPython(GROUPBY.code, GROUPBY.expect, N_FRESH),
+      full: freshPython(FULL_STACK, '2\n', N_FULL_STACK),
+    }
+    console.log(
+      table(LAT_HEADER, [
+        row(PRINT.name, fresh.print),
+        row(GROUPBY.name, fresh.groupby),
+        row('full stack + print(1+1)', fresh.full, '(imports matplotlib.pyplot, numpy, pandas, scipy.stats, sympy)'),
+      ]),
+    )
+
+    console.log(`\n== Warm Jupyter kernel, execute -> status idle (${WARMUP} warm-ups, n=${N_HTTP})`)
+    const jr = jupyter([PRINT, GROUPBY])
+    let jup: { print: Summary; groupby: Summary } | undefined
+    if ('skipped' in jr) {
+      console.log(`skipped: ${jr.skipped}`)
+    } else {
+      jup = { print: summarize(jr.results[PRINT.name]!), groupby: summarize(jr.results[GROUPBY.name]!) }
+      console.log(`(${Object.entries(jr.versions).map(([k, v]) => `${k} ${v}`).join(', ')})`)
+      console.log(table(LAT_HEADER, [row(PRINT.name, jup.print), row(GROUPBY.name, jup.groupby)]))
+    }
+
+    console.log(`\n== Summary (median / p99 ms)`)
+    const cell = (s?: Summary) => (s ? `${ms(s.median)} / ${ms(s.p99)}` : 'skipped')
+    console.log(
+      table(
+        ['', 'HTTP API', 'Jupyter (warm)', 'fresh python3'],
+        [
+          [PRINT.name, cell(http.print), cell(jup?.print), cell(fresh.print)],
+          [GROUPBY.name, cell(http.groupby), cell(jup?.groupby), cell(fresh.groupby)],
+          ['full stack + print(1+1)', '', '', cell(fresh.full)],
+        ],
+      ),
+    )
+
+    console.log(`\n== Targets (issue 2)`)
+    const verdict = (ok: boolean | undefined) => (ok === undefined ? 'SKIP' : ok ? 'PASS' : 'MISS')
+    const targets: string[][] = [
+      [
+        verdict(jup && http.print.median < jup.print.median),
+        `${PRINT.name} median faster than the warm Jupyter kernel`,
+        jup ? `${ms(http.print.median)} vs ${ms(jup.print.median)} ms (${(jup.print.median / http.print.median).toFixed(2)}×)` : 'Jupyter skipped',
+      ],
+      [
+        verdict(jup && http.groupby.median <= 1.2 * jup.groupby.median),
+        `groupby median ≤ 1.2× the warm Jupyter kernel`,
+        jup ? `${ms(http.groupby.median)} vs ${ms(jup.groupby.median)} ms (${(http.groupby.median / jup.groupby.median).toFixed(2)}×)` : 'Jupyter skipped',
+      ],
+      [
+        verdict(fresh.full.median >= 50 * http.print.median),
+        `${PRINT.name} median ≥ 50× faster than a fresh full-stack interpreter`,
+        `${ms(http.print.median)} vs ${ms(fresh.full.median)} ms (${(fresh.full.median / http.print.median).toFixed(0)}×)`,
+      ],
+    ]
+    console.log(table(['', 'target', 'measured'], targets))
+  } finally {
+    await service?.stop()
+    agent.destroy()
+    rmSync(dataDir, { recursive: true, force: true })
+  }
+}
+
+try {
+  await main()
+} catch (error) {
+  console.error(`\nbench failed: ${error instanceof Error ? error.message : String(error)}`)
+  process.exitCode = 1
+}
