@@ -183,3 +183,14 @@ describe('sandbox alarms', () => {
     })
   })
 })
+
+describe('sandbox runtime settings', () => {
+  it('passes the code timeout, the block memory budget and the tenant binding to the runner', () => {
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      PackageType: 'Image',
+      Environment: {
+        Variables: { CODE_TIMEOUT_MS: String(config.sandbox.codeTimeoutMs), SANDBOX_MEMORY_MB: String(config.sandbox.memoryMb - 384), SANDBOX_SINGLE_TENANT: '1' },
+      },
+    })
+  })
+})
