@@ -31,6 +31,10 @@ export function ms(value: number): string {
 
 /** Renders rows as an aligned text table; numeric-looking cells are right-aligned. */
 export function table(header: string[], rows: string[][]): string {
+  // Drop columns that are empty everywhere.
+  const keep = header.map((h, i) => h !== '' || rows.some((r) => (r[i] ?? '') !== ''))
+  header = header.filter((_, i) => keep[i])
+  rows = rows.map((r) => r.filter((_, i) => keep[i]))
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
   const numeric = (s: string) => /^[-+]?[\d.,]+( ?[a-zA-Z%×]+)?$/.test(s)
   const line = (cells: string[]) =>

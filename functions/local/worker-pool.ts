@@ -51,7 +51,8 @@ class Worker {
     options: PoolOptions,
   ) {
     this.proc = spawn(options.python, ['-B', options.script], {
-      env: { ...options.env, SANDBOX_SLOT_UID: String(options.slotUidBase + slot) },
+      // Each slot owns 8 uids: one per standby plus the running block (SANDBOX_STANDBYS <= 7).
+      env: { ...options.env, SANDBOX_SLOT_UID: String(options.slotUidBase + slot * 8) },
       stdio: ['pipe', 'pipe', 'pipe'],
     })
     const reader = new MessageReader(MAX_REPLY_BYTES)

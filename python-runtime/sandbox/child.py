@@ -113,7 +113,8 @@ def _audit(event: str, _args: tuple) -> None:
         raise PermissionError(message)
 
 
-def become_standby(conf: dict, job_r: int, result_w: int, stdio_w: int, seccomp_prog: bytes | None) -> None:
+def become_standby(conf: dict, drop_uid: int | None, job_r: int, result_w: int, stdio_w: int,
+                   seccomp_prog: bytes | None) -> None:
     """Everything that isolates the block, done before the job arrives."""
     layers: dict[str, object] = {}
     os.setsid()
@@ -128,7 +129,6 @@ def become_standby(conf: dict, job_r: int, result_w: int, stdio_w: int, seccomp_
 
     scratch = os.path.join(conf["scratch_root"], str(os.getpid()))
     os.mkdir(scratch, 0o700)
-    drop_uid = conf.get("slot_uid")
     if drop_uid is not None:
         os.chown(scratch, drop_uid, drop_uid)
     if conf["layers"].get("netns"):
@@ -343,15 +343,35 @@ def run_job(job: dict, result_w: int, limits: Limits) -> str:
     return status
 
 
-def standby_and_run(conf: dict, job_r: int, result_w: int, stdio_w: int, seccomp_prog: bytes | None) -> None:
-    become_standby(conf, job_r, result_w, stdio_w, seccomp_prog)
+def _empty_working_directory() -> None:
+    """A same-uid block (deployed posture) may have planted files in a standby's directory."""
+    for entry in os.listdir("."):
+        if os.path.isdir(entry) and not os.path.islink(entry):
+            import shutil
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            try:
+                os.unlink(entry)
+            except OSError:
+                pass
+
+
+def standby_and_run(conf: dict, drop_uid: int | None, job_r: int, result_w: int, stdio_w: int,
+                    seccomp_prog: bytes | None) -> None:
+    global _nproc_base
+    become_standby(conf, drop_uid, job_r, result_w, stdio_w, seccomp_prog)
     try:
         job = json.loads(frames.read_message(job_r, MAX_JOB_BYTES))
     except (EOFError, ValueError):
         os._exit(0)
     os.close(job_r)
+    _empty_working_directory()
     limits = Limits(conf["limits"]).tightened(job.get("limits"))
-    if any(getattr(limits, name) != conf["limits"][name] for name in Limits.FIELDS):
+    if drop_uid is None:
+        # One uid for all (deployed): count what exists now, not what existed on standby.
+        _nproc_base = _uid_task_count(os.getuid())
+        apply_rlimits(limits, _nproc_base)
+    elif any(getattr(limits, name) != conf["limits"][name] for name in Limits.FIELDS):
         apply_rlimits(limits, _nproc_base)
     run_job(job, result_w, limits)
     os._exit(0)

@@ -55,6 +55,13 @@ def _int_env(env: dict, name: str, default: int, minimum: int = 1) -> int:
     return value
 
 
+def _standbys(env: dict) -> int:
+    value = _int_env(env, "SANDBOX_STANDBYS", 2)
+    if value > 6:
+        raise ConfigError(f"SANDBOX_STANDBYS must be at most 6 (each worker has 8 uids), got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class Config:
     posture: str
@@ -66,6 +73,7 @@ class Config:
     wipe_tmp: bool
     single_tenant: bool
     uid_exclusive: bool
+    standbys: int
     extra: dict = field(default_factory=dict)
 
     @staticmethod
@@ -88,6 +96,7 @@ class Config:
             unknown = required - set(ALL_LAYERS)
             if unknown:
                 raise ConfigError(f"SANDBOX_REQUIRE names unknown layers {sorted(unknown)}; known: {', '.join(ALL_LAYERS)}")
+        # Root posture: this worker's blocks run as uids SANDBOX_SLOT_UID .. +SANDBOX_STANDBYS.
         slot_uid = _int_env(env, "SANDBOX_SLOT_UID", 61000) if posture == "root" else None
         if slot_uid is not None and slot_uid == 0:
             raise ConfigError("SANDBOX_SLOT_UID must not be 0")
@@ -96,4 +105,5 @@ class Config:
                       scratch_root=scratch, python=env.get("SANDBOX_PYTHON") or sys.executable,
                       wipe_tmp=env.get("SANDBOX_WIPE_TMP") == "1",
                       single_tenant=env.get("SANDBOX_SINGLE_TENANT", "1") == "1",
-                      uid_exclusive=env.get("SANDBOX_UID_EXCLUSIVE") == "1")
+                      uid_exclusive=env.get("SANDBOX_UID_EXCLUSIVE") == "1",
+                      standbys=_standbys(env))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import array
 import base64
 import codecs
+import collections
 import json
 import logging
 import mimetypes
@@ -44,9 +45,10 @@ class TenantMismatch(SandboxError):
 
 
 class Standby:
-    def __init__(self, pid: int, job_w: int, result_r: int, stdio_r: int):
-        self.pid, self.job_w, self.result_r, self.stdio_r = pid, job_w, result_r, stdio_r
+    def __init__(self, pid: int, uid: int | None, job_w: int, result_r: int, stdio_r: int):
+        self.pid, self.uid, self.job_w, self.result_r, self.stdio_r = pid, uid, job_w, result_r, stdio_r
         self.layers: dict = {}
+        self.ready = False
 
     def close(self) -> None:
         for fd in (self.job_w, self.result_r, self.stdio_r):
@@ -203,8 +205,16 @@ class Runner:
         self.layers: dict = {}
         self.tenant: str | None = None
         self.exits: dict[int, int] = {}
-        self.standby: Standby | None = None
-        self.fork_requested = False
+        # Standbys waiting for a block, oldest first, and fork requests the zygote has not answered
+        # yet (by uid, in order). As root each holds its own uid from the worker's set, so that
+        # cleaning up one block's uid never touches them.
+        self.standbys: collections.deque[Standby] = collections.deque()
+        self.pending: collections.deque[int | None] = collections.deque()
+        # One uid more than needed lets a cleaned uid rest a cycle before it is verified and reused.
+        self.uids: list[int] = ([config.slot_uid + k for k in range(config.standbys + 2)]
+                                if config.posture == "root" and config.slot_uid is not None else [])
+        self.free_uids: list[int] = list(self.uids)
+        self.dirty_uids: set[int] = set()
         self.zygote: subprocess.Popen | None = None
         self.ctl: socket.socket | None = None
         self.hello: dict = {}
@@ -215,13 +225,15 @@ class Runner:
         kernel.set_child_subreaper()
         self.layers["subreaper"] = True
         self._make_scratch_root()
-        if config.posture == "root" and not self._kill_slot_uid():
-            raise SandboxError(f"processes of slot uid {config.slot_uid} survive and cannot be killed")
+        for uid in self.uids:
+            if not self._kill_uid(uid):
+                raise SandboxError(f"processes of slot uid {uid} survive and cannot be killed")
         self.baseline = self._baseline_processes()
         self._start_zygote()
         standby = self._take_standby()
         self._check_required(standby)
-        self.standby = standby
+        self.standbys.appendleft(standby)
+        self._fill_standbys()
 
     # --- start-up -----------------------------------------------------------------------------
 
@@ -247,7 +259,6 @@ class Runner:
         root = self.config.posture == "root"
         return {
             "scratch_root": self.config.scratch_root,
-            "slot_uid": self.config.slot_uid if root else None,
             "limits": self.config.limits,
             "layers": {"seccomp": True, "no_new_privs": True, "netns": root, "audit_hook": True},
         }
@@ -280,10 +291,9 @@ class Runner:
         log.info("zygote %d ready: %s", self.zygote.pid, self.hello)
 
     def _stop_zygote(self) -> None:
-        if self.standby is not None:
-            self.standby.close()
-            self.standby = None
-        self.fork_requested = False
+        while self.standbys:
+            self._discard(self.standbys.popleft())
+        self.pending.clear()
         if self.ctl is not None:
             self.ctl.close()
             self.ctl = None
@@ -297,6 +307,11 @@ class Runner:
         if self.mpl_dir:
             shutil.rmtree(self.mpl_dir, ignore_errors=True)
             self.mpl_dir = None
+        # Forks that were requested but never reported may still hold their uids.
+        for uid in self.uids:
+            if uid not in self.free_uids:
+                self._kill_uid(uid)
+        self.free_uids = list(self.uids)
 
     def _check_required(self, standby: Standby) -> None:
         self.layers.update(standby.layers)
@@ -324,7 +339,10 @@ class Runner:
             ready, _, _ = select.select([self.ctl], [], [], remaining)
             if not ready:
                 continue
-            data, ancdata, _flags, _addr = self.ctl.recvmsg(4096, socket.CMSG_SPACE(3 * 4))
+            try:
+                data, ancdata, _flags, _addr = self.ctl.recvmsg(4096, socket.CMSG_SPACE(3 * 4))
+            except OSError as exc:
+                raise SandboxError(f"zygote channel failed: {exc}") from exc
             if not data:
                 raise SandboxError("zygote exited (see its stderr above)")
             msg = json.loads(data)
@@ -336,14 +354,17 @@ class Runner:
                 self.exits[int(msg["exit"])] = int(msg["status"])
                 if len(self.exits) > 256:
                     self.exits.pop(next(iter(self.exits)))
+            if "pid" in msg:
+                if len(fds) != 3 or not self.pending:
+                    for fd in fds:
+                        os.close(fd)
+                    raise SandboxError("zygote sent a standby that was not asked for, or without its pipes")
+                self.standbys.append(Standby(int(msg["pid"]), self.pending.popleft(), *fds))
+            else:
+                for fd in fds:
+                    os.close(fd)
             if want in msg:
-                if want == "pid":
-                    if len(fds) != 3:
-                        raise SandboxError("zygote sent a standby without its pipes")
-                    msg["fds"] = list(fds)
                 return msg
-            for fd in fds:
-                os.close(fd)
 
     def _drain_ctl(self) -> None:
         if self.ctl is None:
@@ -356,31 +377,81 @@ class Runner:
             if "exit" in msg:
                 self.exits[int(msg["exit"])] = int(msg["status"])
 
-    def _request_fork(self) -> None:
-        if not self.fork_requested and self.ctl is not None:
+    def _zygote_alive(self) -> bool:
+        return self.zygote is not None and self.zygote.poll() is None and self.ctl is not None
+
+    def _fill_standbys(self) -> None:
+        """Ask the zygote for standbys until the configured number is ready or on its way."""
+        while self._zygote_alive() and len(self.standbys) + len(self.pending) < self.config.standbys:
+            if self.uids and not self.free_uids:
+                return
+            uid = None
+            if self.uids:
+                clean = [u for u in self.free_uids if u not in self.dirty_uids]
+                uid = (clean or self.free_uids)[0]
+                self.free_uids.remove(uid)
+            if uid in self.dirty_uids:
+                if not self._kill_uid(uid):
+                    log.critical("processes of uid %d survived cleanup; exiting so the environment is discarded", uid)
+                    sys.stderr.flush()
+                    os._exit(75)
+                self.dirty_uids.discard(uid)
             try:
-                self.ctl.send(b"F")
-                self.fork_requested = True
+                self.ctl.send(json.dumps({"fork": uid}).encode())
             except OSError:
-                pass
+                if uid is not None:
+                    self.free_uids.append(uid)
+                return
+            self.pending.append(uid)
+
+    def _collect_forks(self, timeout: float) -> None:
+        """Turn answered fork requests into standbys (waits up to timeout for the first)."""
+        while self.pending:
+            if not select.select([self.ctl], [], [], timeout)[0]:
+                return
+            self._recv_ctl(READY_TIMEOUT_S, want="pid")
+            timeout = 0
+
+    def _discard(self, sb: Standby) -> None:
+        sb.close()
+        try:
+            os.kill(sb.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        if sb.uid is not None:
+            self._kill_uid(sb.uid)
+            self.free_uids.append(sb.uid)
 
     def _take_standby(self) -> Standby:
-        for attempt in range(2):
+        for attempt in range(3):
             try:
-                if self.zygote is None or self.zygote.poll() is not None or self.ctl is None:
+                if not self._zygote_alive():
                     self._start_zygote()
-                self._request_fork()
-                msg = self._recv_ctl(READY_TIMEOUT_S, want="pid")
-                self.fork_requested = False
-                sb = Standby(int(msg["pid"]), *msg["fds"])
-                self._await_ready(sb)
+                if not self.standbys:
+                    self._fill_standbys()
+                    self._collect_forks(READY_TIMEOUT_S)
+                else:
+                    self._collect_forks(0)
+                if not self.standbys:
+                    raise SandboxError("no standby child was forked")
+                sb = self.standbys.popleft()
+                try:
+                    if not sb.ready:
+                        self._await_ready(sb)
+                    if sb.uid is None:
+                        # A same-uid block could have stopped it; a dead one shows up as EOF/EPIPE.
+                        os.kill(sb.pid, signal.SIGCONT)
+                except (SandboxError, OSError) as exc:
+                    log.warning("standby %d unusable (%s); discarding it", sb.pid, exc)
+                    self._discard(sb)
+                    continue
                 return sb
             except (SandboxError, OSError) as exc:
                 log.warning("standby failed (%s); restarting the zygote", exc)
                 self._stop_zygote()
-                if attempt == 1:
+                if attempt == 2:
                     raise SandboxError(f"no sandbox child could be started: {exc}") from exc
-        raise AssertionError("unreachable")
+        raise SandboxError("no sandbox child could be started")
 
     def _await_ready(self, sb: Standby) -> None:
         reader = FrameReader({frames.READY: JSON_FRAME_CAP})
@@ -399,6 +470,7 @@ class Runner:
                     raise SandboxError("standby child died during set-up: " + stderr.decode(errors="replace")[-2000:])
                 for _kind, payload in reader.feed(data):
                     sb.layers = json.loads(payload)["layers"]
+                    sb.ready = True
                     return
 
     # --- one block -----------------------------------------------------------------------------
@@ -419,8 +491,7 @@ class Runner:
         if payload.get("action") == "probe":
             return {"version": 1, "status": "completed", "outputs": [], "layers": self.layers,
                     "zygote": self.hello, "duration_ms": 0}, (lambda: None)
-        sb = self.standby or self._take_standby()
-        self.standby = None
+        sb = self._take_standby()
         waited = time.monotonic() - started
         limits = dict(self.config.limits)
         for key, value in (payload.get("limits") or {}).items():
@@ -466,11 +537,21 @@ class Runner:
         self.blocks += 1
 
         def after() -> None:
+            # The replacement forks in the zygote while this process cleans up.
+            self._fill_standbys()
             if not killed:
                 self._kill_block(sb)
             sb.close()
-            self._wipe(sb.pid)
-            self._request_fork()
+            if sb.uid is not None:
+                self.free_uids.append(sb.uid)
+            self._wipe(sb.pid, sb.uid)
+            try:
+                self._fill_standbys()
+                self._collect_forks(0)
+            except SandboxError as exc:
+                # e.g. the block killed the zygote (same uid): start afresh at the next block.
+                log.warning("zygote lost (%s); it restarts with the next block", exc)
+                self._stop_zygote()
 
         return result, after
 
@@ -574,8 +655,11 @@ class Runner:
 
     def _kill_block(self, sb: Standby) -> None:
         """Kill every process the block started (daemons and hoppers included) and verify."""
-        if self.config.posture == "root":
-            ok = self._kill_slot_uid()
+        if sb.uid is not None:
+            # Verified before the uid holds a standby again (_fill_standbys), off the reply path.
+            self._signal_uid(sb.uid)
+            self.dirty_uids.add(sb.uid)
+            ok = True
         else:
             ok = self._sweep_same_uid(sb.pid)
         self._reap_orphans()
@@ -585,30 +669,33 @@ class Runner:
             sys.stderr.flush()
             os._exit(75)
 
-    def _kill_slot_uid(self) -> bool:
-        uid = self.config.slot_uid
-        assert uid is not None
+    def _signal_uid(self, uid: int) -> None:
+        """One kill(-1, SIGKILL) as the uid itself: every process of the uid at once, and none can
+        fork past it (a pending SIGKILL makes fork fail). They finish dying in the background."""
         pid = os.fork()
         if pid == 0:
-            # kill(-1) as the slot's own uid reaches exactly that uid's processes, atomically.
             try:
                 os.setgroups([])
                 os.setresgid(uid, uid, uid)
                 os.setresuid(uid, uid, uid)
-                for _ in range(100):
-                    try:
-                        os.kill(-1, signal.SIGKILL)
-                    except ProcessLookupError:
-                        os._exit(0)
-                    if not live_pids_of_uid(uid, {os.getpid()}):
-                        os._exit(0)
-                    time.sleep(0.001)
-                os._exit(1)
+                try:
+                    os.kill(-1, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                os._exit(0)
             except BaseException:
                 os._exit(2)
-        _, status = os.waitpid(pid, 0)
-        self._reap_orphans()
-        return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and not live_pids_of_uid(uid)
+        os.waitpid(pid, 0)
+
+    def _kill_uid(self, uid: int) -> bool:
+        """Kill every process of the uid and verify that none is left alive."""
+        for _ in range(100):
+            self._signal_uid(uid)
+            self._reap_orphans()
+            if not live_pids_of_uid(uid):
+                return True
+            time.sleep(0.002)
+        return False
 
     def _protected(self) -> set[int]:
         keep = {os.getpid()}
@@ -647,12 +734,26 @@ class Runner:
                 alive.add(pid)
         return alive
 
-    def _sweep_candidates(self, protected: set[int]) -> set[int]:
+    def _zygote_children(self) -> set[int]:
+        if self.zygote is None:
+            return set()
+        kids: set[int] = set()
+        try:
+            for tid in os.listdir(f"/proc/{self.zygote.pid}/task"):
+                with open(f"/proc/{self.zygote.pid}/task/{tid}/children") as f:
+                    kids.update(int(k) for k in f.read().split())
+        except OSError:
+            pass
+        return kids
+
+    def _sweep_candidates(self, protected: set[int], block_pid: int) -> set[int]:
         victims = self._descendants() - protected
         if self.config.uid_exclusive:
             # Inside Lambda this runner is the uid's only tenant: anything unknown of the uid goes.
             victims |= set(live_pids_of_uid(os.getuid(), protected))
-        return victims
+        # Standbys are the zygote's children, and only the zygote forks those; read them after
+        # the scan so a standby forked meanwhile is never taken for a survivor.
+        return victims - (self._zygote_children() - {block_pid})
 
     def _sweep_same_uid(self, child_pid: int) -> bool:
         """Deployed posture: no other uid exists, so stop-then-kill until a sweep finds none."""
@@ -662,7 +763,7 @@ class Runner:
         except OSError:
             pass
         for _ in range(self.config.limits["max_processes"] + 10):
-            victims = self._sweep_candidates(protected)
+            victims = self._sweep_candidates(protected, child_pid)
             if not victims:
                 return True
             # Stop first so nothing can fork between our look and our kill.
@@ -678,7 +779,7 @@ class Runner:
                     pass
             self._reap_orphans()
             time.sleep(0.0005)
-        return not self._sweep_candidates(protected)
+        return not self._sweep_candidates(protected, child_pid)
 
     def _wipe_dir_contents(self, path: str) -> None:
         def onerror(func, p, _exc):
@@ -699,7 +800,7 @@ class Runner:
                 except OSError:
                     pass
 
-    def _wipe(self, child_pid: int) -> None:
+    def _wipe(self, child_pid: int, uid: int | None) -> None:
         scratch = os.path.join(self.config.scratch_root, str(child_pid))
         if os.path.lexists(scratch):
             if os.path.isdir(scratch) and not os.path.islink(scratch):
@@ -708,6 +809,7 @@ class Runner:
                 os.unlink(scratch)
         # Anything else the block left where the next block (or a restarted zygote) would look.
         keep = {self.config.scratch_root, self.mpl_dir}
+        standby_uids = {sb.uid for sb in self.standbys} | set(self.pending)
         for base in ("/tmp", "/var/tmp", "/dev/shm"):
             try:
                 entries = os.listdir(base)
@@ -721,8 +823,10 @@ class Runner:
                     st = os.lstat(full)
                 except OSError:
                     continue
-                ours = (self.config.slot_uid is not None and st.st_uid == self.config.slot_uid) or \
-                       (self.config.wipe_tmp and st.st_uid == os.getuid())
+                ours = (uid is not None and st.st_uid == uid) or \
+                       (self.config.wipe_tmp and uid is None and st.st_uid == os.getuid())
+                if st.st_uid in standby_uids and st.st_uid != uid:
+                    ours = False
                 if not ours:
                     continue
                 if stat.S_ISDIR(st.st_mode):

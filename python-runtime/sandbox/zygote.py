@@ -3,7 +3,7 @@
 Started by the runner with execve, flags -I -B and a minimal environment, so it holds no
 credential and nothing a child could read. It never runs user code. Its only channel is a
 SOCK_SEQPACKET socket (fd from SANDBOX_ZYGOTE_FD) to the runner:
-  runner -> zygote: b"F"                         fork a standby
+  runner -> zygote: {"fork": uid|null}          fork a standby (that drops to uid, as root)
   zygote -> runner: {"hello": {...}}             once, after imports
   zygote -> runner: {"pid": N} + 3 fds           a new standby: job_w, result_r, stdio_r
   zygote -> runner: {"exit": N, "status": S}     a child ended (wait status)
@@ -71,14 +71,16 @@ def main() -> None:
                           "numpy": numpy.__version__, "pandas": pandas.__version__}})
     while True:
         try:
-            msg = ctl.recv(16)
+            msg = ctl.recv(256)
         except InterruptedError:
             continue
         except OSError:
             return
         if not msg:
             return
-        if msg != b"F":
+        try:
+            uid = json.loads(msg)["fork"]
+        except (ValueError, KeyError, TypeError):
             continue
         job_r, job_w = os.pipe()
         result_r, result_w = os.pipe()
@@ -86,7 +88,7 @@ def main() -> None:
         pid = os.fork()
         if pid == 0:
             try:
-                child.standby_and_run(conf, job_r, result_w, stdio_w, prog)
+                child.standby_and_run(conf, uid, job_r, result_w, stdio_w, prog)
             except BaseException:
                 # fd 2 is the block's stdio pipe by now (or the runner's stderr): say why.
                 try:

@@ -139,19 +139,28 @@ def errors(result: dict) -> list[dict]:
     return [o for o in result["outputs"] if o["type"] == "error"]
 
 
-def block_uid(w: Worker) -> int:
-    return SLOT_UID if w.posture == "root" else (w.uid if os.geteuid() == 0 else os.geteuid())
+def block_uids(w: Worker) -> list[int]:
+    if w.posture == "root":
+        return [SLOT_UID + k for k in range(8)]
+    return [w.uid if os.geteuid() == 0 else os.geteuid()]
 
 
 def survivors(w: Worker) -> list[int]:
-    """Processes of the block's uid other than the worker's own runner and zygote."""
+    """Processes of the blocks' uids other than the worker's own runner, zygote and standbys.
+
+    A killed process may take a few milliseconds to finish dying (it can no longer run code):
+    allow up to a second for it to be gone."""
     from sandbox.runner import live_pids_of_uid
 
-    # The runner, its zygote and the zygote's next standby are the worker's own processes.
     w.settle()
-    own = {w.runner_pid, w.zygote_pid}
-    own |= {int(p) for p in _children(w.zygote_pid)}
-    return [p for p in live_pids_of_uid(block_uid(w)) if p not in own]
+    deadline = time.monotonic() + 1.0
+    while True:
+        own = {w.runner_pid, w.zygote_pid}
+        own |= {int(p) for p in _children(w.zygote_pid)}
+        found = [p for uid in block_uids(w) for p in live_pids_of_uid(uid) if p not in own]
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.01)
 
 
 def _children(pid: int) -> list[str]:
