@@ -5,6 +5,7 @@ import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda'
 import { ExecutionRequest } from '../contract/api'
 import { assertOrganization, authenticate } from '../core/auth'
 import { executeCode } from '../core/executions'
+import { newId } from '../core/ids'
 import type { ApiDeps } from './deps'
 import { apiErrors, header, json, parseBody } from './http'
 
@@ -16,7 +17,18 @@ type Route = (event: APIGatewayProxyEvent) => Promise<APIGatewayProxyResult>
  * in one piece.
  */
 export function createApiHandler(deps: ApiDeps) {
-  const health: Route = async () => json(200, { status: 'ok', object: 'health' })
+  /** Without a key: liveness. With a key: also the sandbox's isolation layers, probed in the
+   *  caller's own sandbox environment (the runner reports what this kernel granted). */
+  const health: Route = async (event) => {
+    const authorization = header(event, 'authorization')
+    if (authorization === undefined) return json(200, { status: 'ok', object: 'health' })
+    const caller = await authenticate(authorization, deps.keys)
+    const probe = await deps.sandbox.run(
+      { version: 1, action: 'probe', request_id: newId('health'), code: '' },
+      { organizationId: caller.organizationId },
+    )
+    return json(200, { status: 'ok', object: 'health', sandbox: { layers: probe.layers, runtime: probe.zygote } })
+  }
 
   const createExecution: Route = async (event) => {
     const caller = await authenticate(header(event, 'authorization'), deps.keys)

@@ -793,7 +793,10 @@ class Runner:
         for entry in os.listdir(path):
             full = os.path.join(path, entry)
             if os.path.isdir(full) and not os.path.islink(full):
-                shutil.rmtree(full, onerror=onerror)
+                if sys.version_info >= (3, 12):
+                    shutil.rmtree(full, onexc=onerror)
+                else:
+                    shutil.rmtree(full, onerror=onerror)
             else:
                 try:
                     os.unlink(full)

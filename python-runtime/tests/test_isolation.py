@@ -367,3 +367,32 @@ def test_files_planted_for_the_next_block_are_gone(worker):
     for _ in range(3):
         r = worker.run("import os\nprint(os.listdir('.'))")
         assert texts(r) == "[]"
+
+
+@pytest.mark.parametrize("frame", [
+    "b'Z' + (5).to_bytes(4, 'big') + b'hello'",                 # unknown type
+    "b'o' + (2**31).to_bytes(4, 'big')",                        # announces 2 GiB of stdout
+    "b'd' + (7).to_bytes(4, 'big') + b'{\"x\":1}'",             # done frame without a status
+    "b'i' + (4).to_bytes(4, 'big') + b'GIF8'",                  # image that is not a PNG
+], ids=["unknown-type", "huge-length", "bad-done", "not-png"])
+def test_forged_frames_on_the_result_pipe_are_refused(worker, frame):
+    """The block can write to its own result pipe; the runner parses it strictly and bounded."""
+    code = ("import os\nfds = [int(f) for f in os.listdir('/proc/self/fd')]\n"
+            "for fd in fds:\n    try:\n        if os.readlink(f'/proc/self/fd/{fd}').startswith('pipe:') and fd > 2:\n"
+            f"            os.write(fd, {frame})\n    except OSError:\n        pass\n"
+            "import time\ntime.sleep(5)")
+    r = worker.run(code, limits={"timeout_ms": 3000})
+    assert r["status"] == "failed"
+    assert any("protocol violation" in e["message"] for e in errors(r))
+    assert survivors(worker) == []
+    assert worker.run("print('fine')")["outputs"][0]["text"] == "fine"
+
+
+def test_zygote_is_single_threaded_and_holds_no_secret(worker):
+    worker.settle()
+    with open(f"/proc/{worker.zygote_pid}/status") as f:
+        threads = [line for line in f if line.startswith("Threads:")][0].split()[1]
+    assert threads == "1"
+    with open(f"/proc/{worker.zygote_pid}/environ", "rb") as f:
+        environ = f.read().decode()
+    assert SECRET not in environ and "AWS_" not in environ

@@ -143,7 +143,14 @@ describe('request validation and auth', () => {
   it('health answers without a key', async () => {
     const res = await api(ctx.service, 'GET', '/v1/health', undefined, {})
     expect(res.status).toBe(200)
-    expect(res.body.status).toBe('ok')
+    expect(res.body).toEqual({ status: 'ok', object: 'health' })
+  })
+
+  it('health with a key reports the isolation layers the sandbox was granted', async () => {
+    const res = await api(ctx.service, 'GET', '/v1/health')
+    expect(res.status).toBe(200)
+    expect(res.body.sandbox.layers).toMatchObject({ seccomp: true, no_new_privs: true, rlimits: true, nondumpable: true })
+    expect(res.body.sandbox.runtime.python).toMatch(/^3\./)
   })
 
   it('logs one line per request, never the code', async () => {
