@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { mostCapablePlan, parsePlans, type Plans } from './core/plans'
 
 const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1')
 
@@ -8,6 +9,13 @@ const ApiEnv = z.object({
   SANDBOX_TENANT_ISOLATION: bool.default(true),
   TABLE_NAME: z.string().min(1),
   CODE_TIMEOUT_MS: z.coerce.number().int().min(100).max(900_000).default(30_000),
+  /** Python version the sandbox runs, as the model is told. */
+  SANDBOX_PYTHON_VERSION: z.string().regex(/^3\.\d+$/).default('3.13'),
+  MAX_CODE_BLOCKS_PER_RESPONSE: z.coerce.number().int().min(0).max(100).default(10),
+  RESPONSE_DEADLINE_MS: z.coerce.number().int().min(1_000).max(900_000).default(240_000),
+  PLANS_JSON: z.string().optional(),
+  /** Plan of an organization without a record. */
+  DEFAULT_PLAN: z.string().optional(),
 })
 
 export type ApiConfig = Readonly<{
@@ -15,6 +23,11 @@ export type ApiConfig = Readonly<{
   tenantIsolation: boolean
   tableName: string
   codeTimeoutMs: number
+  pythonVersion: string
+  maxCodeBlocksPerResponse: number
+  responseDeadlineMs: number
+  plans: Plans
+  defaultPlan: string
 }>
 
 export function loadApiConfig(env: Record<string, string | undefined> = process.env): ApiConfig {
@@ -24,10 +37,18 @@ export function loadApiConfig(env: Record<string, string | undefined> = process.
     throw new Error(`Configuration error: ${issue?.path.join('.')}: ${issue?.message}`)
   }
   const e = parsed.data
+  const plans = parsePlans(e.PLANS_JSON)
+  const defaultPlan = e.DEFAULT_PLAN ?? (plans.free ? 'free' : mostCapablePlan(plans))
+  if (!plans[defaultPlan]) throw new Error(`Configuration error: DEFAULT_PLAN "${defaultPlan}" is not a plan in PLANS_JSON`)
   return Object.freeze({
     sandboxFunctionName: e.SANDBOX_FUNCTION_NAME,
     tenantIsolation: e.SANDBOX_TENANT_ISOLATION,
     tableName: e.TABLE_NAME,
     codeTimeoutMs: e.CODE_TIMEOUT_MS,
+    pythonVersion: e.SANDBOX_PYTHON_VERSION,
+    maxCodeBlocksPerResponse: e.MAX_CODE_BLOCKS_PER_RESPONSE,
+    responseDeadlineMs: e.RESPONSE_DEADLINE_MS,
+    plans,
+    defaultPlan,
   })
 }

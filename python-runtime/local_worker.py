@@ -3,7 +3,8 @@
 The local Lambda endpoint (functions/local/) runs a pool of these. Each request is
 {"payload": <sandbox payload>, "tenant_id": "..."}; each reply is {"result": ...} or
 {"error": {"errorType", "errorMessage"}} like a Lambda function error. The reply goes out
-first; the block's cleanup and the next standby's fork follow before the next request is read.
+first; the block's cleanup and the next standby's fork follow, then {"idle": true} says the
+worker may take the next block.
 """
 import json
 import logging
@@ -47,6 +48,8 @@ def main() -> None:
         frames.write_message(reply_fd, json.dumps(reply, separators=(",", ":")).encode())
         if after is not None:
             after()
+        # Tells the pool this worker may take the next block (cleanup and next standby are done).
+        frames.write_message(reply_fd, b'{"idle":true}')
 
 
 if __name__ == "__main__":

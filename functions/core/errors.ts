@@ -39,3 +39,17 @@ export class SandboxProtocolError extends ApiError {
     super(502, 'sandbox_protocol_error', message)
   }
 }
+
+export const notFound = (what: string, id: string) => new ApiError(404, 'not_found', `No ${what} ${JSON.stringify(id)} in this organization.`)
+
+export const codeInterpreterNotAvailable = (plan: string) =>
+  new ApiError(
+    403,
+    'code_interpreter_not_available',
+    `The code interpreter is not available on the "${plan}" plan. Set the tool's mode to "off", or move the organization to a plan that includes it.`,
+  )
+
+export const modelNotConfigured = (hint: string) => new ApiError(503, 'model_not_configured', hint)
+
+export const executionLimitReached = () =>
+  new ApiError(429, 'execution_limit_reached', "The organization has run its plan's code blocks for today (UTC).")

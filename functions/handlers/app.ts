@@ -2,14 +2,31 @@ import middy from '@middy/core'
 import { executionModeStreamifyResponse } from '@middy/core/StreamifyResponse'
 import httpRouterHandler from '@middy/http-router'
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda'
+import { z } from 'zod'
 import { ExecutionRequest } from '../contract/api'
-import { assertOrganization, authenticate } from '../core/auth'
+import { AssistantCreate, AssistantUpdate, ResponseRequest } from '../contract/responses'
+import * as assistants from '../core/assistants'
+import { assertOrganization, authenticate, type Caller } from '../core/auth'
+import { codeInterpreterNotAvailable, executionLimitReached, invalidRequest } from '../core/errors'
 import { executeCode } from '../core/executions'
 import { newId } from '../core/ids'
+import { createResponse, getResponse } from '../core/responses'
 import type { ApiDeps } from './deps'
 import { apiErrors, header, json, parseBody } from './http'
 
 type Route = (event: APIGatewayProxyEvent) => Promise<APIGatewayProxyResult>
+
+const ID = /^[A-Za-z0-9_-]{1,80}$/
+const ListQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+  after: z.string().regex(ID).optional(),
+})
+
+function pathId(event: APIGatewayProxyEvent): string {
+  const id = event.pathParameters?.id ?? ''
+  if (!ID.test(id)) throw invalidRequest('id: not a valid id')
+  return id
+}
 
 /**
  * The API handler. It runs in Lambda's response-streaming mode because API Gateway's STREAM
@@ -17,36 +34,102 @@ type Route = (event: APIGatewayProxyEvent) => Promise<APIGatewayProxyResult>
  * in one piece.
  */
 export function createApiHandler(deps: ApiDeps) {
+  const { config } = deps
+  const caller = (event: APIGatewayProxyEvent): Promise<Caller> => authenticate(header(event, 'authorization'), deps.store)
+  const facts = { pythonVersion: config.pythonVersion, timeoutSeconds: Math.round(config.codeTimeoutMs / 1000) }
+
   /** Without a key: liveness. With a key: also the sandbox's isolation layers, probed in the
    *  caller's own sandbox environment (the runner reports what this kernel granted). */
   const health: Route = async (event) => {
-    const authorization = header(event, 'authorization')
-    if (authorization === undefined) return json(200, { status: 'ok', object: 'health' })
-    const caller = await authenticate(authorization, deps.keys)
+    if (header(event, 'authorization') === undefined) return json(200, { status: 'ok', object: 'health' })
+    const who = await caller(event)
     const probe = await deps.sandbox.run(
       { version: 1, action: 'probe', request_id: newId('health'), code: '' },
-      { organizationId: caller.organizationId },
+      { organizationId: who.organizationId },
     )
     return json(200, { status: 'ok', object: 'health', sandbox: { layers: probe.layers, runtime: probe.zygote } })
   }
 
   const createExecution: Route = async (event) => {
-    const caller = await authenticate(header(event, 'authorization'), deps.keys)
+    const who = await caller(event)
     const body = parseBody(event, ExecutionRequest)
-    assertOrganization(caller, body.organization_id)
-    const request = {
-      ...body,
-      timeout_ms: Math.min(body.timeout_ms ?? deps.config.codeTimeoutMs, deps.config.codeTimeoutMs),
+    assertOrganization(who, body.organization_id)
+    const org = await deps.store.getOrganization(who.organizationId)
+    const plan = config.plans[org?.plan ?? config.defaultPlan]
+    if (!plan?.code_interpreter) throw codeInterpreterNotAvailable(org?.plan ?? config.defaultPlan)
+    if (!(await deps.store.tryConsumeExecution(who.organizationId, plan.max_executions_per_day, deps.clock.now()))) {
+      throw executionLimitReached()
     }
+    const request = { ...body, timeout_ms: Math.min(body.timeout_ms ?? config.codeTimeoutMs, config.codeTimeoutMs) }
     return json(200, await executeCode(request, deps))
   }
 
-  const router = httpRouterHandler([
+  const responsesDeps = {
+    model: deps.model,
+    sandbox: deps.sandbox,
+    store: deps.store,
+    clock: deps.clock,
+    plans: config.plans,
+    defaultPlan: config.defaultPlan,
+    facts,
+    limits: { maxCodeBlocks: config.maxCodeBlocksPerResponse, deadlineMs: config.responseDeadlineMs, codeTimeoutMs: config.codeTimeoutMs },
+  }
+
+  const routes = [
     { method: 'GET', path: '/v1/health', handler: health },
     { method: 'POST', path: '/v1/executions', handler: createExecution },
-  ] as never)
+    {
+      method: 'POST',
+      path: '/v1/responses',
+      handler: (async (event) => {
+        const who = await caller(event)
+        return json(200, await createResponse(who, parseBody(event, ResponseRequest), responsesDeps))
+      }) as Route,
+    },
+    {
+      method: 'GET',
+      path: '/v1/responses/{id}',
+      handler: (async (event) => json(200, await getResponse(await caller(event), pathId(event), deps.store))) as Route,
+    },
+    {
+      method: 'POST',
+      path: '/v1/assistants',
+      handler: (async (event) => {
+        const who = await caller(event)
+        return json(200, await assistants.createAssistant(who, parseBody(event, AssistantCreate), deps.store, deps.clock))
+      }) as Route,
+    },
+    {
+      method: 'GET',
+      path: '/v1/assistants',
+      handler: (async (event) => {
+        const who = await caller(event)
+        const query = ListQuery.safeParse(event.queryStringParameters ?? {})
+        if (!query.success) throw invalidRequest(`${query.error.issues[0]?.path.join('.')}: ${query.error.issues[0]?.message}`)
+        return json(200, await assistants.listAssistants(who, deps.store, query.data.limit, query.data.after))
+      }) as Route,
+    },
+    {
+      method: 'GET',
+      path: '/v1/assistants/{id}',
+      handler: (async (event) => json(200, await assistants.getAssistant(await caller(event), pathId(event), deps.store))) as Route,
+    },
+    {
+      method: 'POST',
+      path: '/v1/assistants/{id}',
+      handler: (async (event) => {
+        const who = await caller(event)
+        return json(200, await assistants.updateAssistant(who, pathId(event), parseBody(event, AssistantUpdate), deps.store, deps.clock))
+      }) as Route,
+    },
+    {
+      method: 'DELETE',
+      path: '/v1/assistants/{id}',
+      handler: (async (event) => json(200, await assistants.deleteAssistant(await caller(event), pathId(event), deps.store))) as Route,
+    },
+  ]
 
   return middy<APIGatewayProxyEvent, APIGatewayProxyResult>({ executionMode: executionModeStreamifyResponse })
     .use(apiErrors())
-    .handler(router as never)
+    .handler(httpRouterHandler(routes as never) as never)
 }

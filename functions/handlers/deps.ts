@@ -1,26 +1,31 @@
 import { DynamoDBClient, type DynamoDBClientConfig } from '@aws-sdk/client-dynamodb'
 import { LambdaClient, type LambdaClientConfig } from '@aws-sdk/client-lambda'
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb'
-import { DynamoKeyStore } from '../adapters/dynamo-key-store'
+import { DynamoStore } from '../adapters/dynamo-store'
 import { LambdaSandbox } from '../adapters/lambda-sandbox'
+import { createModelProvider } from '../adapters/models/index'
 import type { ApiConfig } from '../config'
-import type { Clock, KeyStore, Sandbox } from '../core/ports'
+import type { ModelProvider } from '../core/model'
+import type { Clock, Sandbox } from '../core/ports'
 
 export interface ApiDeps {
   config: ApiConfig
   sandbox: Sandbox
-  keys: KeyStore
+  store: DynamoStore
+  /** Undefined when no provider is configured: /v1/responses then answers 503 model_not_configured. */
+  model?: ModelProvider
   clock: Clock
 }
 
-/** Client settings for local mode (endpoints and dummy credentials); empty when deployed. */
+/** Client settings for local mode (endpoints, dummy credentials, a chosen model); empty when deployed. */
 export interface ClientOverrides {
   lambda?: LambdaClientConfig
   dynamo?: DynamoDBClientConfig
+  model?: ModelProvider | null
 }
 
 /** The composition root: the same adapters deployed and locally (local passes endpoint overrides). */
-export function createDeps(config: ApiConfig, overrides: ClientOverrides = {}): ApiDeps {
+export function createDeps(config: ApiConfig, overrides: ClientOverrides = {}, env: Record<string, string | undefined> = process.env): ApiDeps {
   const lambda = new LambdaClient({
     ...overrides.lambda,
     maxAttempts: 2,
@@ -37,7 +42,8 @@ export function createDeps(config: ApiConfig, overrides: ClientOverrides = {}): 
       functionName: config.sandboxFunctionName,
       tenantIsolation: config.tenantIsolation,
     }),
-    keys: new DynamoKeyStore(doc, config.tableName),
+    store: new DynamoStore(doc, config.tableName),
+    model: overrides.model === null ? undefined : (overrides.model ?? createModelProvider(env)),
     clock: { now: () => new Date() },
   }
 }

@@ -30,9 +30,11 @@ export function parseBody<T extends z.ZodType>(event: APIGatewayProxyEvent, sche
   }
   const parsed = schema.safeParse(data)
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]
-    const field = issue?.path.length ? issue.path.join('.') : 'body'
-    throw invalidRequest(`${field}: ${issue?.message}`, { issues: parsed.error.issues.map((i) => ({ path: i.path, message: i.message })) })
+    const issue = parsed.error.issues[0]!
+    // An unknown field is reported by its own name, not as a problem of its parent object.
+    const path = issue.code === 'unrecognized_keys' ? [...issue.path, issue.keys.join(', ')] : issue.path
+    const field = path.length ? path.join('.') : 'body'
+    throw invalidRequest(`${field}: ${issue.message}`, { issues: parsed.error.issues.map((i) => ({ path: i.path, message: i.message })) })
   }
   return parsed.data
 }

@@ -14,6 +14,11 @@ const LocalEnv = z.object({
   SANDBOX_QUEUE_LIMIT: z.coerce.number().int().min(0).max(10_000).default(64),
   SANDBOX_SLOT_UID_BASE: z.coerce.number().int().min(1000).max(4_000_000_000).default(61_000),
   CODE_TIMEOUT_MS: z.coerce.number().int().min(100).max(900_000).default(30_000),
+  /** Plan of LOCAL_ORGANIZATION_ID (and of organizations made by issueKey); default: the most capable. */
+  LOCAL_PLAN: z.string().optional(),
+  PLANS_JSON: z.string().optional(),
+  MAX_CODE_BLOCKS_PER_RESPONSE: z.string().optional(),
+  RESPONSE_DEADLINE_MS: z.string().optional(),
 })
 
 export type LocalConfig = ReturnType<typeof loadLocalConfig>

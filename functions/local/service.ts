@@ -4,7 +4,10 @@ import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { loadApiConfig } from '../config'
 import { createApiHandler } from '../handlers/app'
+import type { DynamoStore } from '../adapters/dynamo-store'
 import { hashApiKey, newApiKey, newId } from '../core/ids'
+import type { ModelProvider } from '../core/model'
+import { mostCapablePlan } from '../core/plans'
 import { createDeps } from '../handlers/deps'
 import { installLambdaStreamingGlobals, startApiServer } from './api-gateway'
 import type { LocalConfig } from './config'
@@ -29,8 +32,11 @@ export interface LocalService {
   layers: Record<string, unknown>
   python: string
   pool: WorkerPool
-  /** Issues a new API key for an organization (shown once; stored hashed). */
-  issueKey(organizationId: string): Promise<string>
+  /** Issues a new API key for an organization (shown once; stored hashed), creating the
+   *  organization on LOCAL_PLAN (or the given plan) when it has no record. */
+  issueKey(organizationId: string, plan?: string): Promise<string>
+  model?: ModelProvider
+  store: DynamoStore
   stop(): Promise<void>
 }
 
@@ -53,7 +59,14 @@ const close = (server: Server) => new Promise<void>((r) => server.close(() => r(
  */
 export async function startLocalService(
   config: LocalConfig,
-  options: { log?: (line: string) => void; persist?: boolean } = {},
+  options: {
+    log?: (line: string) => void
+    persist?: boolean
+    /** A model provider to use instead of the one the environment configures (null: none). */
+    model?: ModelProvider | null
+    /** Environment the model provider is read from (default process.env). */
+    modelEnv?: Record<string, string | undefined>
+  } = {},
 ): Promise<LocalService> {
   const log = options.log ?? ((line: string) => console.log(line))
   const python = ensurePython({ python: config.PYTHON, dataDir: config.DATA_DIR, root: PROJECT_ROOT, log })
@@ -76,18 +89,37 @@ export async function startLocalService(
     throw error
   }
   const lambda = await startLambdaEndpoint(pool, FUNCTION_NAME, config.LAMBDA_PORT)
+  const runtime = pool.runtime()
   const apiConfig = loadApiConfig({
     SANDBOX_FUNCTION_NAME: FUNCTION_NAME,
     SANDBOX_TENANT_ISOLATION: 'true',
     TABLE_NAME,
     CODE_TIMEOUT_MS: String(config.CODE_TIMEOUT_MS),
+    SANDBOX_PYTHON_VERSION: String(runtime.python ?? '3.13').split('.').slice(0, 2).join('.'),
+    PLANS_JSON: config.PLANS_JSON,
+    MAX_CODE_BLOCKS_PER_RESPONSE: config.MAX_CODE_BLOCKS_PER_RESPONSE,
+    RESPONSE_DEADLINE_MS: config.RESPONSE_DEADLINE_MS,
   })
-  const deps = createDeps(apiConfig, {
-    lambda: { endpoint: endpointUrl(lambda), region: 'us-east-1', credentials: LOCAL_CREDENTIALS },
-    dynamo: { endpoint: dynamo.endpoint, region: 'us-east-1', credentials: LOCAL_CREDENTIALS },
-  })
+  const localPlan = config.LOCAL_PLAN ?? mostCapablePlan(apiConfig.plans)
+  if (!apiConfig.plans[localPlan]) throw new Error(`LOCAL_PLAN "${localPlan}" is not one of the plans: ${Object.keys(apiConfig.plans).join(', ')}`)
+  const deps = createDeps(
+    apiConfig,
+    {
+      lambda: { endpoint: endpointUrl(lambda), region: 'us-east-1', credentials: LOCAL_CREDENTIALS },
+      dynamo: { endpoint: dynamo.endpoint, region: 'us-east-1', credentials: LOCAL_CREDENTIALS },
+      model: options.model,
+    },
+    options.modelEnv ?? process.env,
+  )
+  const ensureOrganization = async (id: string, plan = localPlan) => {
+    const existing = await deps.store.getOrganization(id)
+    if (!existing || (id === config.LOCAL_ORGANIZATION_ID && existing.plan !== plan)) {
+      await deps.store.putOrganization({ id, plan, created_at: existing?.created_at ?? Math.floor(Date.now() / 1000) })
+    }
+  }
+  await ensureOrganization(config.LOCAL_ORGANIZATION_ID)
   const key = await bootstrapLocalKey({
-    keys: deps.keys,
+    keys: deps.store,
     dataDir: config.DATA_DIR,
     organizationId: config.LOCAL_ORGANIZATION_ID,
     apiKey: config.LOCAL_API_KEY,
@@ -104,9 +136,12 @@ export async function startLocalService(
     layers,
     python,
     pool,
-    async issueKey(organizationId: string) {
+    model: deps.model,
+    store: deps.store,
+    async issueKey(organizationId: string, plan?: string) {
+      await ensureOrganization(organizationId, plan)
       const apiKey = newApiKey()
-      await deps.keys.put(hashApiKey(apiKey), { organizationId, keyId: newId('key') })
+      await deps.store.put(hashApiKey(apiKey), { organizationId, keyId: newId('key') })
       return apiKey
     },
     async stop() {

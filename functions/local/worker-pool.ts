@@ -35,13 +35,15 @@ interface Job {
 const MAX_REPLY_BYTES = 8 * 1024 * 1024
 
 class Worker {
-  state: 'starting' | 'idle' | 'busy' | 'recycling' | 'dead' = 'starting'
+  /** busy: running a block; cleaning: replied, cleaning up before it takes another block. */
+  state: 'starting' | 'idle' | 'busy' | 'cleaning' | 'recycling' | 'dead' = 'starting'
   /** Set when this worker is being recycled for another organization: its replacement serves it. */
   reservedFor: string | null = null
   /** Like Lambda's tenant isolation mode: a worker serves one organization for its whole life. */
   tenant: string | null = null
   job: Job | null = null
   layers: Record<string, unknown> = {}
+  runtime: Record<string, unknown> = {}
   readonly proc: ChildProcess
   readonly ready: Promise<void>
 
@@ -74,17 +76,23 @@ class Worker {
       for (const message of messages as Record<string, any>[]) {
         if (message.ready) {
           this.layers = message.ready.layers
+          this.runtime = message.ready.zygote ?? {}
           this.state = 'idle'
           settle.resolve()
           this.pool.dispatch()
         } else if (message.fatal) {
           settle.reject(new Error(String(message.fatal)))
+        } else if (message.idle) {
+          if (this.state === 'cleaning') {
+            this.state = 'idle'
+            this.idleSince = performance.now()
+            this.pool.dispatch()
+          }
         } else if (this.job) {
           const job = this.job
           this.job = null
-          this.state = 'idle'
+          this.state = 'cleaning'
           job.resolve(message as WorkerReply)
-          this.pool.dispatch()
         }
       }
     })
@@ -102,6 +110,8 @@ class Worker {
       this.pool.replace(this, wasStarting)
     })
   }
+
+  idleSince = 0
 
   send(job: Job): void {
     this.state = 'busy'
@@ -146,7 +156,8 @@ export class WorkerPool {
   }
 
   private assign(job: Job): boolean {
-    const idle = this.workers.filter((w) => w.state === 'idle')
+    // The worker idle the longest first: its standbys are the most likely to be ready.
+    const idle = this.workers.filter((w) => w.state === 'idle').sort((a, b) => a.idleSince - b.idleSince)
     const worker = idle.find((w) => w.tenant === job.tenant) ?? idle.find((w) => w.tenant === null)
     if (worker) {
       worker.send(job)
@@ -155,7 +166,10 @@ export class WorkerPool {
     // A fresh worker is already on its way for this tenant (or for anyone): wait for it.
     const coming = this.workers.some(
       (w) =>
+        // A worker of this tenant that is only cleaning up is free in milliseconds; a busy one may
+        // run for 30 s, so then another tenant's idle worker is recycled (Lambda would scale out).
         (w.state === 'starting' && (w.tenant === job.tenant || w.tenant === null)) ||
+        (w.state === 'cleaning' && w.tenant === job.tenant) ||
         (w.state === 'recycling' && w.reservedFor === job.tenant),
     )
     const other = idle[0]
@@ -185,6 +199,11 @@ export class WorkerPool {
         (error: Error) => this.options.log(`sandbox worker ${dead.slot} failed to start: ${error.message}`),
       )
     }, delay)
+  }
+
+  /** The Python runtime the workers report (version, package versions). */
+  runtime(): Record<string, unknown> {
+    return this.workers.find((w) => w.state !== 'dead')?.runtime ?? {}
   }
 
   /** Process ids of the live workers (runners), for tests and the benchmark. */

@@ -421,6 +421,7 @@ class Runner:
         if sb.uid is not None:
             self._kill_uid(sb.uid)
             self.free_uids.append(sb.uid)
+        shutil.rmtree(os.path.join(self.config.scratch_root, str(sb.pid)), ignore_errors=True)
 
     def _take_standby(self) -> Standby:
         for attempt in range(3):
@@ -688,13 +689,15 @@ class Runner:
         os.waitpid(pid, 0)
 
     def _kill_uid(self, uid: int) -> bool:
-        """Kill every process of the uid and verify that none is left alive."""
-        for _ in range(100):
+        """Kill every process of the uid and verify that none is left alive. As the subreaper
+        the runner inherits every orphan, so the uid's processes are all in its subtree: a walk
+        of that tree (a few processes) verifies, instead of a scan of all of /proc."""
+        for _ in range(200):
             self._signal_uid(uid)
             self._reap_orphans()
-            if not live_pids_of_uid(uid):
+            if uid not in self._descendants().values():
                 return True
-            time.sleep(0.002)
+            time.sleep(0.001)
         return False
 
     def _protected(self) -> set[int]:
@@ -706,9 +709,9 @@ class Runner:
                 keep.add(pid)
         return keep
 
-    def _descendants(self) -> set[int]:
-        """Every live process below the runner. As a subreaper it inherits every orphan of a
-        block, so a daemon's double fork cannot leave this tree while the runner lives."""
+    def _descendants(self) -> dict[int, int]:
+        """Every live process below the runner, with its uid. As a subreaper it inherits every
+        orphan of a block, so a daemon's double fork cannot leave this tree while the runner lives."""
         found: set[int] = set()
         todo = [os.getpid()]
         while todo:
@@ -727,11 +730,11 @@ class Runner:
                     if kid not in found:
                         found.add(kid)
                         todo.append(kid)
-        alive = set()
+        alive: dict[int, int] = {}
         for pid in found:
             st = _proc_status(str(pid))
             if st is not None and not st.get("State", "").startswith(("Z", "X")):
-                alive.add(pid)
+                alive[pid] = int(st.get("Uid", "-1").split()[0])
         return alive
 
     def _zygote_children(self) -> set[int]:
@@ -747,7 +750,7 @@ class Runner:
         return kids
 
     def _sweep_candidates(self, protected: set[int], block_pid: int) -> set[int]:
-        victims = self._descendants() - protected
+        victims = set(self._descendants()) - protected
         if self.config.uid_exclusive:
             # Inside Lambda this runner is the uid's only tenant: anything unknown of the uid goes.
             victims |= set(live_pids_of_uid(os.getuid(), protected))

@@ -75,7 +75,10 @@ class Worker:
         data = json.dumps({"payload": payload, "tenant_id": tenant}).encode()
         self.proc.stdin.write(struct.pack(">I", len(data)) + data)
         self.proc.stdin.flush()
-        return self._read()
+        reply = self._read()
+        # The worker cleans up after replying and then says it is idle.
+        assert self._read() == {"idle": True}
+        return reply
 
     def run(self, code: str, **fields) -> dict:
         reply = self.raw({"version": 1, "request_id": "test", "code": code, **fields})

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadLocalConfig } from '../../functions/local/config'
+import type { ModelProvider } from '../../functions/core/model'
 import { type LocalService, startLocalService } from '../../functions/local/service'
 
 export const TEST_KEY = 'test_key_0123456789abcdefABCDEF'
@@ -11,7 +12,10 @@ export const TEST_KEY = 'test_key_0123456789abcdefABCDEF'
  * Each test file passes its own slot uid base: files run in parallel and a slot's uid must never
  * be shared (cleanup kills every process of it).
  */
-export async function startTestService(env: Record<string, string> & { SANDBOX_SLOT_UID_BASE: string }) {
+export async function startTestService(
+  env: Record<string, string> & { SANDBOX_SLOT_UID_BASE: string },
+  options: { model?: ModelProvider | null } = {},
+) {
   const dataDir = mkdtempSync(join(tmpdir(), 'sci-test-'))
   const lines: string[] = []
   const service = await startLocalService(
@@ -24,7 +28,7 @@ export async function startTestService(env: Record<string, string> & { SANDBOX_S
       PYTHON: process.env.PYTHON ?? '/usr/bin/python3',
       ...env,
     }),
-    { persist: false, log: (line) => lines.push(line) },
+    { persist: false, log: (line) => lines.push(line), model: options.model ?? null, modelEnv: {} },
   )
   return {
     service,

@@ -1,0 +1,193 @@
+import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb'
+import {
+  DeleteCommand,
+  type DynamoDBDocumentClient,
+  GetCommand,
+  PutCommand,
+  QueryCommand,
+  UpdateCommand,
+} from '@aws-sdk/lib-dynamodb'
+import type { Assistant, ResponseObject } from '../contract/responses'
+import type { ApiKeyRecord, KeyStore } from '../core/ports'
+import type { AssistantStore, KeyAdmin, Organization, OrganizationStore, ResponseStore, UsageMeter } from '../core/stores'
+
+/** DynamoDB keeps items under 400 KB; a larger response is stored without inline media. */
+const MAX_ITEM_BYTES = 350_000
+const DAY_SECONDS = 86_400
+
+/**
+ * Every record of the service in one table (pk, sk):
+ *   org#<org> / org            the organization and its plan
+ *   org#<org> / asst#<id>      an assistant
+ *   org#<org> / resp#<id>      a stored response
+ *   org#<org> / usage#<day>    code blocks run that UTC day (expires after a week)
+ *   org#<org> / key#<keyId>    an API key's listing entry (its hash, never the key)
+ *   apikey#<sha256> / apikey   the lookup entry used to authenticate
+ * Every read names the organization in the partition key, so no query can reach another's data.
+ */
+export class DynamoStore implements KeyStore, KeyAdmin, OrganizationStore, AssistantStore, ResponseStore, UsageMeter {
+  constructor(
+    private readonly doc: DynamoDBDocumentClient,
+    private readonly table: string,
+  ) {}
+
+  // --- API keys -------------------------------------------------------------------------------
+
+  async findByHash(hash: string): Promise<ApiKeyRecord | undefined> {
+    const item = await this.get(`apikey#${hash}`, 'apikey')
+    if (!item || item.revoked_at) return undefined
+    return { organizationId: String(item.organization_id), keyId: String(item.key_id) }
+  }
+
+  async put(hash: string, record: ApiKeyRecord): Promise<void> {
+    const created_at = new Date().toISOString()
+    await this.doc.send(
+      new PutCommand({
+        TableName: this.table,
+        Item: { pk: `apikey#${hash}`, sk: 'apikey', organization_id: record.organizationId, key_id: record.keyId, created_at },
+      }),
+    )
+    await this.doc.send(
+      new PutCommand({
+        TableName: this.table,
+        Item: { pk: `org#${record.organizationId}`, sk: `key#${record.keyId}`, hash, created_at },
+      }),
+    )
+  }
+
+  async listKeys(organizationId: string) {
+    const items = await this.query(organizationId, 'key#', 100)
+    return items.map((i) => ({ keyId: String(i.sk).slice(4), createdAt: String(i.created_at), revokedAt: i.revoked_at as string | undefined }))
+  }
+
+  async revokeKey(organizationId: string, keyId: string): Promise<boolean> {
+    const entry = await this.get(`org#${organizationId}`, `key#${keyId}`)
+    if (!entry) return false
+    const revoked_at = new Date().toISOString()
+    await this.doc.send(
+      new UpdateCommand({
+        TableName: this.table,
+        Key: { pk: `apikey#${entry.hash}`, sk: 'apikey' },
+        UpdateExpression: 'SET revoked_at = :r',
+        ExpressionAttributeValues: { ':r': revoked_at },
+      }),
+    )
+    await this.doc.send(
+      new UpdateCommand({
+        TableName: this.table,
+        Key: { pk: `org#${organizationId}`, sk: `key#${keyId}` },
+        UpdateExpression: 'SET revoked_at = :r',
+        ExpressionAttributeValues: { ':r': revoked_at },
+      }),
+    )
+    return true
+  }
+
+  // --- organizations --------------------------------------------------------------------------
+
+  async getOrganization(id: string): Promise<Organization | undefined> {
+    const item = await this.get(`org#${id}`, 'org')
+    return item ? { id, plan: String(item.plan), name: item.name as string | undefined, created_at: Number(item.created_at) } : undefined
+  }
+
+  async putOrganization(org: Organization): Promise<void> {
+    await this.doc.send(new PutCommand({ TableName: this.table, Item: { pk: `org#${org.id}`, sk: 'org', ...org } }))
+  }
+
+  // --- assistants -----------------------------------------------------------------------------
+
+  async putAssistant(assistant: Assistant): Promise<void> {
+    await this.doc.send(
+      new PutCommand({ TableName: this.table, Item: { pk: `org#${assistant.organization_id}`, sk: `asst#${assistant.id}`, data: assistant } }),
+    )
+  }
+
+  async getAssistant(organizationId: string, id: string): Promise<Assistant | undefined> {
+    return (await this.get(`org#${organizationId}`, `asst#${id}`))?.data as Assistant | undefined
+  }
+
+  async listAssistants(organizationId: string, limit: number, after?: string): Promise<Assistant[]> {
+    const items = await this.query(organizationId, 'asst#', limit, after ? `asst#${after}` : undefined)
+    return items.map((i) => i.data as Assistant)
+  }
+
+  async deleteAssistant(organizationId: string, id: string): Promise<boolean> {
+    const out = await this.doc.send(
+      new DeleteCommand({ TableName: this.table, Key: { pk: `org#${organizationId}`, sk: `asst#${id}` }, ReturnValues: 'ALL_OLD' }),
+    )
+    return out.Attributes !== undefined
+  }
+
+  // --- responses ------------------------------------------------------------------------------
+
+  async putResponse(response: ResponseObject): Promise<void> {
+    let data: ResponseObject = response
+    if (Buffer.byteLength(JSON.stringify(response)) > MAX_ITEM_BYTES) data = withoutInlineMedia(response)
+    await this.doc.send(
+      new PutCommand({ TableName: this.table, Item: { pk: `org#${response.organization_id}`, sk: `resp#${response.id}`, data } }),
+    )
+  }
+
+  async getResponse(organizationId: string, id: string): Promise<ResponseObject | undefined> {
+    return (await this.get(`org#${organizationId}`, `resp#${id}`))?.data as ResponseObject | undefined
+  }
+
+  // --- usage ----------------------------------------------------------------------------------
+
+  async tryConsumeExecution(organizationId: string, limitPerDay: number, now: Date): Promise<boolean> {
+    const day = now.toISOString().slice(0, 10)
+    try {
+      await this.doc.send(
+        new UpdateCommand({
+          TableName: this.table,
+          Key: { pk: `org#${organizationId}`, sk: `usage#${day}` },
+          UpdateExpression: 'ADD executions :one SET expires_at = if_not_exists(expires_at, :ttl)',
+          ConditionExpression: 'attribute_not_exists(executions) OR executions < :limit',
+          ExpressionAttributeValues: { ':one': 1, ':limit': limitPerDay, ':ttl': Math.floor(now.getTime() / 1000) + 7 * DAY_SECONDS },
+        }),
+      )
+      return true
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException || (error as Error).name === 'ConditionalCheckFailedException') return false
+      throw error
+    }
+  }
+
+  // --- helpers --------------------------------------------------------------------------------
+
+  private async get(pk: string, sk: string): Promise<Record<string, unknown> | undefined> {
+    const out = await this.doc.send(new GetCommand({ TableName: this.table, Key: { pk, sk }, ConsistentRead: true }))
+    return out.Item
+  }
+
+  private async query(organizationId: string, prefix: string, limit: number, after?: string) {
+    const out = await this.doc.send(
+      new QueryCommand({
+        TableName: this.table,
+        KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
+        ExpressionAttributeValues: { ':pk': `org#${organizationId}`, ':prefix': prefix },
+        ExclusiveStartKey: after ? { pk: `org#${organizationId}`, sk: after } : undefined,
+        Limit: limit,
+        ConsistentRead: true,
+      }),
+    )
+    return out.Items ?? []
+  }
+}
+
+/** The stored copy of a response too large for one item keeps every output but inline bytes. */
+function withoutInlineMedia(response: ResponseObject): ResponseObject {
+  return {
+    ...response,
+    output: response.output.map((item) =>
+      item.type !== 'code_interpreter_call'
+        ? item
+        : {
+            ...item,
+            outputs: item.outputs.map((o) =>
+              o.type === 'image' || o.type === 'file' ? { ...o, data: '', data_omitted: true } : o,
+            ) as typeof item.outputs,
+          },
+    ),
+  }
+}

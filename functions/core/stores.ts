@@ -1,0 +1,37 @@
+import type { Assistant, ResponseObject } from '../contract/responses'
+
+export interface Organization {
+  id: string
+  plan: string
+  name?: string
+  created_at: number
+}
+
+export interface OrganizationStore {
+  getOrganization(id: string): Promise<Organization | undefined>
+  putOrganization(org: Organization): Promise<void>
+}
+
+export interface AssistantStore {
+  putAssistant(assistant: Assistant): Promise<void>
+  getAssistant(organizationId: string, id: string): Promise<Assistant | undefined>
+  listAssistants(organizationId: string, limit: number, after?: string): Promise<Assistant[]>
+  /** True when it existed. */
+  deleteAssistant(organizationId: string, id: string): Promise<boolean>
+}
+
+export interface ResponseStore {
+  putResponse(response: ResponseObject): Promise<void>
+  getResponse(organizationId: string, id: string): Promise<ResponseObject | undefined>
+}
+
+export interface UsageMeter {
+  /** Counts one code block for the organization today; false when the daily limit is reached. */
+  tryConsumeExecution(organizationId: string, limitPerDay: number, now: Date): Promise<boolean>
+}
+
+export interface KeyAdmin {
+  listKeys(organizationId: string): Promise<{ keyId: string; createdAt: string; revokedAt?: string }[]>
+  /** True when the key existed and is now revoked. */
+  revokeKey(organizationId: string, keyId: string): Promise<boolean>
+}
