@@ -16,6 +16,10 @@ const ApiEnv = z.object({
   PLANS_JSON: z.string().optional(),
   /** Plan of an organization without a record. */
   DEFAULT_PLAN: z.string().optional(),
+  /** How long a known API key and an organization's plan are kept in memory. */
+  KEY_CACHE_TTL_MS: z.coerce.number().int().min(0).max(3_600_000).default(30_000),
+  /** Code blocks reserved from the daily counter at a time. */
+  USAGE_RESERVATION_BATCH: z.coerce.number().int().min(1).max(1000).default(10),
 })
 
 export type ApiConfig = Readonly<{
@@ -28,6 +32,8 @@ export type ApiConfig = Readonly<{
   responseDeadlineMs: number
   plans: Plans
   defaultPlan: string
+  keyCacheTtlMs: number
+  usageReservationBatch: number
 }>
 
 export function loadApiConfig(env: Record<string, string | undefined> = process.env): ApiConfig {
@@ -50,5 +56,7 @@ export function loadApiConfig(env: Record<string, string | undefined> = process.
     responseDeadlineMs: e.RESPONSE_DEADLINE_MS,
     plans,
     defaultPlan,
+    keyCacheTtlMs: e.KEY_CACHE_TTL_MS,
+    usageReservationBatch: e.USAGE_RESERVATION_BATCH,
   })
 }

@@ -135,15 +135,21 @@ export class DynamoStore implements KeyStore, KeyAdmin, OrganizationStore, Assis
   // --- usage ----------------------------------------------------------------------------------
 
   async tryConsumeExecution(organizationId: string, limitPerDay: number, now: Date): Promise<boolean> {
+    return this.tryReserveExecutions(organizationId, 1, limitPerDay, now)
+  }
+
+  /** Atomically counts `count` code blocks for today if that stays within the limit. */
+  async tryReserveExecutions(organizationId: string, count: number, limitPerDay: number, now: Date): Promise<boolean> {
+    if (count > limitPerDay) return false
     const day = now.toISOString().slice(0, 10)
     try {
       await this.doc.send(
         new UpdateCommand({
           TableName: this.table,
           Key: { pk: `org#${organizationId}`, sk: `usage#${day}` },
-          UpdateExpression: 'ADD executions :one SET expires_at = if_not_exists(expires_at, :ttl)',
-          ConditionExpression: 'attribute_not_exists(executions) OR executions < :limit',
-          ExpressionAttributeValues: { ':one': 1, ':limit': limitPerDay, ':ttl': Math.floor(now.getTime() / 1000) + 7 * DAY_SECONDS },
+          UpdateExpression: 'ADD executions :n SET expires_at = if_not_exists(expires_at, :ttl)',
+          ConditionExpression: 'attribute_not_exists(executions) OR executions <= :max',
+          ExpressionAttributeValues: { ':n': count, ':max': limitPerDay - count, ':ttl': Math.floor(now.getTime() / 1000) + 7 * DAY_SECONDS },
         }),
       )
       return true

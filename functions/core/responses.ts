@@ -13,7 +13,9 @@ import type { AssistantStore, OrganizationStore, ResponseStore, UsageMeter } fro
 export interface ResponsesDeps {
   model?: ModelProvider
   sandbox: Sandbox
-  store: AssistantStore & ResponseStore & OrganizationStore & UsageMeter
+  store: AssistantStore & ResponseStore
+  orgs: OrganizationStore
+  meter: UsageMeter
   clock: Clock
   plans: Plans
   /** Plan of an organization that has no record (e.g. created only by issuing a key). */
@@ -34,7 +36,7 @@ export async function createResponse(caller: Caller, request: ResponseRequest, d
   const assistant = await deps.store.getAssistant(org, request.assistant_id)
   if (!assistant) throw notFound('assistant', request.assistant_id)
   const mode = effectiveMode(request.tools, assistant.tools)
-  const planName = (await deps.store.getOrganization(org))?.plan ?? deps.defaultPlan
+  const planName = (await deps.orgs.getOrganization(org))?.plan ?? deps.defaultPlan
   const plan = deps.plans[planName]
   if (mode !== 'off' && !plan?.code_interpreter) throw codeInterpreterNotAvailable(planName)
   if (!deps.model) throw modelNotConfigured(MODEL_NOT_CONFIGURED_HINT)
@@ -48,7 +50,7 @@ export async function createResponse(caller: Caller, request: ResponseRequest, d
       tools: request.tools ?? assistant.tools,
       inputs: request.inputs,
     },
-    { model: deps.model, sandbox: deps.sandbox, meter: deps.store, clock: deps.clock, facts: deps.facts },
+    { model: deps.model, sandbox: deps.sandbox, meter: deps.meter, clock: deps.clock, facts: deps.facts },
     {
       maxCodeBlocks: Math.min(plan?.max_code_blocks_per_response ?? 0, deps.limits.maxCodeBlocks),
       maxExecutionsPerDay: plan?.max_executions_per_day ?? 0,

@@ -35,7 +35,7 @@ function pathId(event: APIGatewayProxyEvent): string {
  */
 export function createApiHandler(deps: ApiDeps) {
   const { config } = deps
-  const caller = (event: APIGatewayProxyEvent): Promise<Caller> => authenticate(header(event, 'authorization'), deps.store)
+  const caller = (event: APIGatewayProxyEvent): Promise<Caller> => authenticate(header(event, 'authorization'), deps.hot)
   const facts = { pythonVersion: config.pythonVersion, timeoutSeconds: Math.round(config.codeTimeoutMs / 1000) }
 
   /** Without a key: liveness. With a key: also the sandbox's isolation layers, probed in the
@@ -54,10 +54,10 @@ export function createApiHandler(deps: ApiDeps) {
     const who = await caller(event)
     const body = parseBody(event, ExecutionRequest)
     assertOrganization(who, body.organization_id)
-    const org = await deps.store.getOrganization(who.organizationId)
+    const org = await deps.hot.getOrganization(who.organizationId)
     const plan = config.plans[org?.plan ?? config.defaultPlan]
     if (!plan?.code_interpreter) throw codeInterpreterNotAvailable(org?.plan ?? config.defaultPlan)
-    if (!(await deps.store.tryConsumeExecution(who.organizationId, plan.max_executions_per_day, deps.clock.now()))) {
+    if (!(await deps.hot.tryConsumeExecution(who.organizationId, plan.max_executions_per_day, deps.clock.now()))) {
       throw executionLimitReached()
     }
     const request = { ...body, timeout_ms: Math.min(body.timeout_ms ?? config.codeTimeoutMs, config.codeTimeoutMs) }
@@ -68,6 +68,8 @@ export function createApiHandler(deps: ApiDeps) {
     model: deps.model,
     sandbox: deps.sandbox,
     store: deps.store,
+    orgs: deps.hot,
+    meter: deps.hot,
     clock: deps.clock,
     plans: config.plans,
     defaultPlan: config.defaultPlan,

@@ -2,6 +2,7 @@ import { DynamoDBClient, type DynamoDBClientConfig } from '@aws-sdk/client-dynam
 import { LambdaClient, type LambdaClientConfig } from '@aws-sdk/client-lambda'
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb'
 import { DynamoStore } from '../adapters/dynamo-store'
+import { HotPathCache } from '../adapters/hot-path-cache'
 import { LambdaSandbox } from '../adapters/lambda-sandbox'
 import { createModelProvider } from '../adapters/models/index'
 import type { ApiConfig } from '../config'
@@ -12,6 +13,8 @@ export interface ApiDeps {
   config: ApiConfig
   sandbox: Sandbox
   store: DynamoStore
+  /** Keys, plans and usage on the hot path, cached in front of the store. */
+  hot: HotPathCache
   /** Undefined when no provider is configured: /v1/responses then answers 503 model_not_configured. */
   model?: ModelProvider
   clock: Clock
@@ -35,14 +38,16 @@ export function createDeps(config: ApiConfig, overrides: ClientOverrides = {}, e
   const doc = DynamoDBDocumentClient.from(new DynamoDBClient({ ...overrides.dynamo }), {
     marshallOptions: { removeUndefinedValues: true },
   })
+  const store = new DynamoStore(doc, config.tableName)
   return {
     config,
+    hot: new HotPathCache(store, config.keyCacheTtlMs, config.usageReservationBatch),
     sandbox: new LambdaSandbox({
       client: lambda,
       functionName: config.sandboxFunctionName,
       tenantIsolation: config.tenantIsolation,
     }),
-    store: new DynamoStore(doc, config.tableName),
+    store,
     model: overrides.model === null ? undefined : (overrides.model ?? createModelProvider(env)),
     clock: { now: () => new Date() },
   }

@@ -19,6 +19,8 @@ const LocalEnv = z.object({
   PLANS_JSON: z.string().optional(),
   MAX_CODE_BLOCKS_PER_RESPONSE: z.string().optional(),
   RESPONSE_DEADLINE_MS: z.string().optional(),
+  KEY_CACHE_TTL_MS: z.string().optional(),
+  USAGE_RESERVATION_BATCH: z.string().optional(),
 })
 
 export type LocalConfig = ReturnType<typeof loadLocalConfig>

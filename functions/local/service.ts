@@ -1,3 +1,4 @@
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { dirname, join, resolve } from 'node:path'
@@ -19,7 +20,10 @@ import { WorkerPool } from './worker-pool'
 
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const FUNCTION_NAME = 'sandbox'
-const TABLE_NAME = 'interpreter'
+export const LOCAL_TABLE = 'interpreter'
+const TABLE_NAME = LOCAL_TABLE
+/** While `npm start` runs, its DynamoDB endpoint (the admin command uses it: LevelDB has one owner). */
+export const localDynamoEndpointFile = (dataDir: string) => join(dataDir, 'dynamodb.endpoint')
 const LOCAL_CREDENTIALS = { accessKeyId: 'local', secretAccessKey: 'local' }
 
 export interface LocalService {
@@ -70,7 +74,10 @@ export async function startLocalService(
 ): Promise<LocalService> {
   const log = options.log ?? ((line: string) => console.log(line))
   const python = ensurePython({ python: config.PYTHON, dataDir: config.DATA_DIR, root: PROJECT_ROOT, log })
-  const dynamo = await startLocalDynamo(options.persist === false ? undefined : join(config.DATA_DIR, 'dynamodb'), TABLE_NAME)
+  const persist = options.persist !== false
+  if (persist) mkdirSync(config.DATA_DIR, { recursive: true })
+  const dynamo = await startLocalDynamo(persist ? join(config.DATA_DIR, 'dynamodb') : undefined, TABLE_NAME)
+  if (persist) writeFileSync(localDynamoEndpointFile(config.DATA_DIR), dynamo.endpoint)
   const pool = new WorkerPool({
     python,
     script: join(PROJECT_ROOT, 'python-runtime', 'local_worker.py'),
@@ -99,6 +106,8 @@ export async function startLocalService(
     PLANS_JSON: config.PLANS_JSON,
     MAX_CODE_BLOCKS_PER_RESPONSE: config.MAX_CODE_BLOCKS_PER_RESPONSE,
     RESPONSE_DEADLINE_MS: config.RESPONSE_DEADLINE_MS,
+    KEY_CACHE_TTL_MS: config.KEY_CACHE_TTL_MS,
+    USAGE_RESERVATION_BATCH: config.USAGE_RESERVATION_BATCH,
   })
   const localPlan = config.LOCAL_PLAN ?? mostCapablePlan(apiConfig.plans)
   if (!apiConfig.plans[localPlan]) throw new Error(`LOCAL_PLAN "${localPlan}" is not one of the plans: ${Object.keys(apiConfig.plans).join(', ')}`)
@@ -145,6 +154,7 @@ export async function startLocalService(
       return apiKey
     },
     async stop() {
+      if (persist) rmSync(localDynamoEndpointFile(config.DATA_DIR), { force: true })
       pool.stop()
       api.closeAllConnections()
       lambda.closeAllConnections()

@@ -31,6 +31,8 @@ log = logging.getLogger("sandbox.runner")
 
 ZYGOTE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zygote.py")
 READY_TIMEOUT_S = 20.0
+# Root posture: each worker owns this many consecutive uids from SANDBOX_SLOT_UID.
+UIDS_PER_SLOT = 8
 ZYGOTE_START_TIMEOUT_S = 120.0
 # Caps on what an untrusted child may send per frame, by type (bytes).
 JSON_FRAME_CAP = 256 << 10
@@ -210,11 +212,12 @@ class Runner:
         # cleaning up one block's uid never touches them.
         self.standbys: collections.deque[Standby] = collections.deque()
         self.pending: collections.deque[int | None] = collections.deque()
-        # One uid more than needed lets a cleaned uid rest a cycle before it is verified and reused.
-        self.uids: list[int] = ([config.slot_uid + k for k in range(config.standbys + 2)]
+        # Spare uids let a cleaned uid rest a few blocks before it is verified and reused.
+        self.uids: list[int] = ([config.slot_uid + k for k in range(UIDS_PER_SLOT)]
                                 if config.posture == "root" and config.slot_uid is not None else [])
         self.free_uids: list[int] = list(self.uids)
         self.dirty_uids: set[int] = set()
+        self.tmp_mtimes: dict[str, int] = {}
         self.zygote: subprocess.Popen | None = None
         self.ctl: socket.socket | None = None
         self.hello: dict = {}
@@ -671,33 +674,30 @@ class Runner:
             os._exit(75)
 
     def _signal_uid(self, uid: int) -> None:
-        """One kill(-1, SIGKILL) as the uid itself: every process of the uid at once, and none can
-        fork past it (a pending SIGKILL makes fork fail). They finish dying in the background."""
-        pid = os.fork()
-        if pid == 0:
-            try:
-                os.setgroups([])
-                os.setresgid(uid, uid, uid)
-                os.setresuid(uid, uid, uid)
-                try:
-                    os.kill(-1, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                os._exit(0)
-            except BaseException:
-                os._exit(2)
-        os.waitpid(pid, 0)
+        """One kill(-1, SIGKILL) as the uid: every process of the uid at once, and none can fork
+        past it (a pending SIGKILL makes fork fail); they finish dying in the background.
+
+        The runner (root) takes the uid as its real and effective uid for the one call, keeping
+        0 as its saved uid to come back: with real uid 0 kill(-1) would reach root's processes."""
+        os.setresuid(uid, uid, 0)
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        finally:
+            os.setresuid(0, 0, 0)
 
     def _kill_uid(self, uid: int) -> bool:
         """Kill every process of the uid and verify that none is left alive. As the subreaper
         the runner inherits every orphan, so the uid's processes are all in its subtree: a walk
         of that tree (a few processes) verifies, instead of a scan of all of /proc."""
-        for _ in range(200):
-            self._signal_uid(uid)
+        for attempt in range(200):
             self._reap_orphans()
             if uid not in self._descendants().values():
                 return True
-            time.sleep(0.001)
+            self._signal_uid(uid)
+            if attempt:
+                time.sleep(0.001)
         return False
 
     def _protected(self) -> set[int]:
@@ -818,6 +818,10 @@ class Runner:
         standby_uids = {sb.uid for sb in self.standbys} | set(self.pending)
         for base in ("/tmp", "/var/tmp", "/dev/shm"):
             try:
+                # Unchanged since the last look: nothing was added at its top level.
+                mtime = os.stat(base).st_mtime_ns
+                if self.tmp_mtimes.get(base) == mtime:
+                    continue
                 entries = os.listdir(base)
             except OSError:
                 continue
@@ -842,6 +846,10 @@ class Runner:
                         os.unlink(full)
                     except OSError:
                         pass
+            try:
+                self.tmp_mtimes[base] = os.stat(base).st_mtime_ns
+            except OSError:
+                pass
 
     def _collect_files(self, child_pid: int, outputs: Outputs) -> None:
         """Files the block wrote in its working directory, read without following links."""

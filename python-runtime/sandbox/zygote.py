@@ -35,6 +35,7 @@ import cloudpickle  # noqa: E402,F401
 from sandbox import child, kernel  # noqa: E402
 
 IMPORT_MS = round((time.monotonic() - _t0) * 1000)
+THP_MB = kernel.collapse_heap_to_hugepages()
 
 
 def _send(ctl: socket.socket, obj: dict, fds: list[int] | None = None) -> None:
@@ -67,7 +68,7 @@ def main() -> None:
                 return
 
     signal.signal(signal.SIGCHLD, reap)
-    _send(ctl, {"hello": {"pid": os.getpid(), "import_ms": IMPORT_MS, "python": sys.version.split()[0],
+    _send(ctl, {"hello": {"pid": os.getpid(), "import_ms": IMPORT_MS, "thp_mb": THP_MB, "python": sys.version.split()[0],
                           "numpy": numpy.__version__, "pandas": pandas.__version__}})
     while True:
         try:
