@@ -12,6 +12,8 @@ import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import { loadLocalConfig } from '../functions/local/config'
 import { type LocalService, startLocalService } from '../functions/local/service'
+import { ScriptedModel } from '../functions/adapters/models/scripted'
+import type { ModelProvider } from '../functions/core/model'
 import { ms, type Summary, summarize, table } from './stats'
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
@@ -202,6 +204,46 @@ function pythonVersion(python: string): string {
 const row = (name: string, s: Summary, extra = '') => [name, ms(s.median), ms(s.p99), ms(s.min), String(s.n), extra]
 const LAT_HEADER = ['', 'median ms', 'p99 ms', 'min ms', 'n', '']
 
+const N_LOOP = 100
+let modelMs = 0
+const scripted = new ScriptedModel({ script: join(import.meta.dirname, '..', 'test', 'fixtures', 'scripted', 'compound-interest.json') })
+/** The scripted model, timed: its own time is taken out of the run loop's overhead. */
+const timedModel: ModelProvider = {
+  name: scripted.name,
+  defaultModel: scripted.defaultModel,
+  async converse(request) {
+    const t = performance.now()
+    try {
+      return await scripted.converse(request)
+    } finally {
+      modelMs += performance.now() - t
+    }
+  },
+}
+
+async function runLoopOverhead(service: LocalService, key: string): Promise<{ total: Summary; overhead: Summary }> {
+  const assistant = JSON.parse((await postJson(service.url + '/v1/assistants', key, { name: 'bench', tools: [{ type: 'code_interpreter' }] })).body).id
+  const body = { assistant_id: assistant, inputs: [{ role: 'user', content: 'What is the compound interest on $10,000 at 7% for 20 years?' }] }
+  const totals: number[] = []
+  const overheads: number[] = []
+  for (let i = 0; i < WARMUP + N_LOOP; i++) {
+    modelMs = 0
+    const t = performance.now()
+    const res = await postJson(service.url + '/v1/responses', key, body)
+    const ms = performance.now() - t
+    const r = JSON.parse(res.body)
+    if (res.status !== 200 || r.status !== 'completed' || r.usage.code_blocks !== 1 || !r.output[0].outputs[0].text.includes('38,696.84')) {
+      throw new Error(`unexpected response: ${res.body.slice(0, 300)}`)
+    }
+    if (i < WARMUP) continue
+    totals.push(ms)
+    overheads.push((ms - modelMs - r.usage.sandbox_ms) / r.usage.code_blocks)
+  }
+  return { total: summarize(totals), overhead: summarize(overheads) }
+}
+
+const postJson = (url: string, key: string, body: unknown) => post(url, key, JSON.stringify(body))
+
 async function main(): Promise<void> {
   const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789'
   const key = Array.from({ length: 32 }, () => alphabet[randomInt(alphabet.length)]).join('')
@@ -211,7 +253,7 @@ async function main(): Promise<void> {
   console.log('Starting the local service...')
   let service: LocalService | undefined
   try {
-    service = await startLocalService(config, { persist: false, log: () => {} })
+    service = await startLocalService(config, { persist: false, log: () => {}, model: timedModel })
     const layers = Object.entries(service.layers)
       .filter(([, v]) => v !== false)
       .map(([k, v]) => (v === true ? k : `${k}=${v}`))
@@ -244,6 +286,13 @@ async function main(): Promise<void> {
       tp.push([String(clients), rate.toFixed(0), ms(lat.median), ms(lat.p99), String(lat.n)])
     }
     console.log(table(['clients', 'blocks/s', 'median ms', 'p99 ms', 'n'], tp))
+
+    console.log(`\n== Run loop overhead per code block (POST /v1/responses, scripted model, ${N_LOOP} responses of 1 block)`)
+    const loop = await runLoopOverhead(service, key)
+    console.log(table(['', 'median ms', 'p99 ms', 'min ms', 'n', ''], [
+      row('response, end to end', loop.total),
+      row('overhead per block', loop.overhead, '(end to end - model time - sandbox run time; includes the invoke and storing the response)'),
+    ]))
 
     await sleep(1_000) // let the last blocks' cleanup and standby forks finish
     console.log(`\n== Memory of each warm worker (MiB, /proc/<pid>/smaps_rollup, idle)`)

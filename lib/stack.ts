@@ -1,4 +1,4 @@
-import { Duration, Stack, type StackProps, Validations } from 'aws-cdk-lib'
+import { CfnOutput, Duration, Stack, type StackProps, Validations } from 'aws-cdk-lib'
 import type * as logs from 'aws-cdk-lib/aws-logs'
 import type { Construct } from 'constructs'
 import { type InterpreterConfig, sandboxTimeoutSeconds } from './config'
@@ -36,6 +36,8 @@ export class InterpreterStack extends Stack {
       imageDirectory: props.sandboxImageDirectory,
     })
     const storage = new Storage(this, 'Storage', { accessLogRetentionDays: config.logRetentionDays })
+    // The admin command (`npm run admin -- ... --table <name>`) needs the table's name.
+    new CfnOutput(this, 'TableName', { value: storage.table.tableName, description: 'DynamoDB table for npm run admin --table' })
     const api = new ApiFunction(this, 'Api', {
       config,
       sandbox: sandbox.function,

@@ -36,6 +36,7 @@ def main() -> None:
         try:
             request = json.loads(frames.read_message(inp, 64 << 20))
         except EOFError:
+            runner.close()
             return
         after = None
         try:

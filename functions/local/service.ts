@@ -91,7 +91,7 @@ export async function startLocalService(
   try {
     layers = await pool.start()
   } catch (error) {
-    pool.stop()
+    await pool.stop()
     await close(dynamo.server)
     throw error
   }
@@ -155,7 +155,7 @@ export async function startLocalService(
     },
     async stop() {
       if (persist) rmSync(localDynamoEndpointFile(config.DATA_DIR), { force: true })
-      pool.stop()
+      await pool.stop()
       api.closeAllConnections()
       lambda.closeAllConnections()
       await Promise.all([close(api), close(lambda), close(dynamo.server)])

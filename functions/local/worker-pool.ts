@@ -123,6 +123,16 @@ class Worker {
   stop(): void {
     if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill('SIGKILL')
   }
+
+  /** Closes its input so the runner cleans up (zygote, standbys, scratch); kills it if it lingers. */
+  async shutdown(graceMs: number): Promise<void> {
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return
+    const exited = new Promise<void>((resolve) => this.proc.once('exit', () => resolve()))
+    this.proc.stdin!.end()
+    const timer = setTimeout(() => this.stop(), graceMs)
+    await exited
+    clearTimeout(timer)
+  }
 }
 
 /** Warm Python sandbox workers behind the local Lambda endpoint. */
@@ -220,10 +230,10 @@ export class WorkerPool {
     return { idle: count('idle'), busy: count('busy'), starting: count('starting'), queued: this.queue.length }
   }
 
-  stop(): void {
+  async stop(): Promise<void> {
     this.stopping = true
-    for (const w of this.workers) w.stop()
     for (const job of this.queue) job.resolve({ error: { errorType: 'ServerStopping', errorMessage: 'the server is stopping' } })
     this.queue = []
+    await Promise.all(this.workers.map((w) => w.shutdown(2_000)))
   }
 }

@@ -329,6 +329,21 @@ class Runner:
                 "the layers you accept, or run where they are granted.")
         log.info("sandbox layers: %s", self.layers)
 
+    def close(self) -> None:
+        """Stop the zygote and its standbys, reap everything, remove the scratch root."""
+        self._stop_zygote()
+        for uid in self.uids:
+            self._kill_uid(uid)
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                time.sleep(0.005)
+        shutil.rmtree(self.config.scratch_root, ignore_errors=True)
+
     # --- zygote channel ------------------------------------------------------------------------
 
     def _recv_ctl(self, timeout: float, want: str) -> dict:
