@@ -17,7 +17,28 @@ import time
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-WORKER = os.path.join(os.path.dirname(HERE), "local_worker.py")
+RUNTIME = os.path.dirname(HERE)
+WORKER = os.path.join(RUNTIME, "local_worker.py")
+_public_copy: list[str] = []
+
+
+def public_worker() -> str:
+    """The deployed posture runs the runner as a non-root uid, which may not be able to read a
+    checkout under a private directory (e.g. /root): it runs from a world-readable copy."""
+    if not _public_copy:
+        import atexit
+        import tempfile
+        base = tempfile.mkdtemp(prefix="sbx-runtime-")
+        os.chmod(base, 0o755)
+        dest = os.path.join(base, "python-runtime")
+        shutil.copytree(RUNTIME, dest, ignore=shutil.ignore_patterns("tests", "__pycache__", ".pytest_cache"))
+        for root, dirs, files in os.walk(dest):
+            os.chmod(root, 0o755)
+            for name in files:
+                os.chmod(os.path.join(root, name), 0o644)
+        atexit.register(shutil.rmtree, base, True)
+        _public_copy.append(os.path.join(dest, "local_worker.py"))
+    return _public_copy[0]
 PYTHON = os.environ.get("SANDBOX_TEST_PYTHON", "/usr/bin/python3")
 SECRET = "hunter2-SECRET-7f3a9c"
 NOBODY = 65534
@@ -55,7 +76,8 @@ class Worker:
         kwargs = {}
         if posture == "deployed" and os.geteuid() == 0:
             kwargs = {"user": self.uid, "group": self.uid, "extra_groups": []}
-        self.proc = subprocess.Popen([PYTHON, "-B", WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        worker = public_worker() if kwargs else WORKER
+        self.proc = subprocess.Popen([PYTHON, "-B", worker], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      env=env, cwd="/", **kwargs)
         hello = self._read()
         if "fatal" in hello:
