@@ -221,7 +221,7 @@ const timedModel: ModelProvider = {
   },
 }
 
-async function runLoopOverhead(service: LocalService, key: string): Promise<{ total: Summary; overhead: Summary }> {
+async function runLoopOverhead(service: LocalService, key: string, pauseMs = 0): Promise<{ total: Summary; overhead: Summary }> {
   const assistant = JSON.parse((await postJson(service.url + '/v1/assistants', key, { name: 'bench', tools: [{ type: 'code_interpreter' }] })).body).id
   const body = { assistant_id: assistant, inputs: [{ role: 'user', content: 'What is the compound interest on $10,000 at 7% for 20 years?' }] }
   const totals: number[] = []
@@ -235,6 +235,7 @@ async function runLoopOverhead(service: LocalService, key: string): Promise<{ to
     if (res.status !== 200 || r.status !== 'completed' || r.usage.code_blocks !== 1 || !r.output[0].outputs[0].text.includes('38,696.84')) {
       throw new Error(`unexpected response: ${res.body.slice(0, 300)}`)
     }
+    if (pauseMs) await sleep(pauseMs)
     if (i < WARMUP) continue
     totals.push(ms)
     overheads.push((ms - modelMs - r.usage.sandbox_ms) / r.usage.code_blocks)
@@ -289,9 +290,12 @@ async function main(): Promise<void> {
 
     console.log(`\n== Run loop overhead per code block (POST /v1/responses, scripted model, ${N_LOOP} responses of 1 block)`)
     const loop = await runLoopOverhead(service, key)
+    const loopPaced = await runLoopOverhead(service, key, PAUSE_MS)
     console.log(table(['', 'median ms', 'p99 ms', 'min ms', 'n', ''], [
       row('response, end to end', loop.total),
       row('overhead per block', loop.overhead, '(end to end - model time - sandbox run time; includes the invoke and storing the response)'),
+      row(`response, ${PAUSE_MS} ms pause`, loopPaced.total),
+      row(`overhead per block, ${PAUSE_MS} ms pause`, loopPaced.overhead),
     ]))
 
     await sleep(1_000) // let the last blocks' cleanup and standby forks finish
