@@ -137,7 +137,8 @@ def become_standby(conf: dict, drop_uid: int | None, job_r: int, result_w: int, 
 
     limits = Limits(conf["limits"])
     global _nproc_base
-    _nproc_base = _uid_task_count(drop_uid if drop_uid is not None else os.getuid())
+    # A slot uid holds no process before its standby drops to it (the runner verified that).
+    _nproc_base = 0 if drop_uid is not None else _uid_task_count(os.getuid())
     apply_rlimits(limits, _nproc_base)
     layers["rlimits"] = True
     if drop_uid is not None:
