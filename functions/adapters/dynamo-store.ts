@@ -132,6 +132,30 @@ export class DynamoStore implements KeyStore, KeyAdmin, OrganizationStore, Assis
     return (await this.get(`org#${organizationId}`, `resp#${id}`))?.data as ResponseObject | undefined
   }
 
+  async listResponses(organizationId: string, options: { schedule?: string; limit: number; after?: string }): Promise<ResponseObject[]> {
+    // Response ids are random, so "newest first" sorts on created_at after the query.
+    const out: ResponseObject[] = []
+    let start: Record<string, unknown> | undefined
+    do {
+      const page = await this.doc.send(
+        new QueryCommand({
+          TableName: this.table,
+          KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
+          FilterExpression: options.schedule ? '#d.#s = :schedule' : undefined,
+          ExpressionAttributeNames: options.schedule ? { '#d': 'data', '#s': 'schedule' } : undefined,
+          ExpressionAttributeValues: { ':pk': `org#${organizationId}`, ':prefix': 'resp#', ...(options.schedule ? { ':schedule': options.schedule } : {}) },
+          ExclusiveStartKey: start,
+          ConsistentRead: true,
+        }),
+      )
+      for (const item of page.Items ?? []) out.push(item.data as ResponseObject)
+      start = page.LastEvaluatedKey
+    } while (start && out.length < 10_000)
+    out.sort((a, b) => b.created_at - a.created_at || (a.id < b.id ? 1 : -1))
+    const from = options.after ? out.findIndex((r) => r.id === options.after) + 1 : 0
+    return out.slice(from, from + options.limit)
+  }
+
   // --- usage ----------------------------------------------------------------------------------
 
   async tryConsumeExecution(organizationId: string, limitPerDay: number, now: Date): Promise<boolean> {

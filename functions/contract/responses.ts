@@ -4,6 +4,7 @@ import { MAX_CODE_CHARS, OutputItem } from './sandbox'
 import { OrganizationId } from './api'
 
 export const AssistantId = z.string().regex(/^asst_[A-Za-z0-9_-]{1,64}$/, 'must look like asst_<id>')
+export const ScheduleName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, 'letters, digits, _ and -, at most 64')
 export const CodeInterpreterMode = z.enum(['auto', 'on', 'off'])
 
 /** A tool entry; only the code interpreter exists today, and an unknown type is a 400. */
@@ -28,6 +29,8 @@ export const ResponseRequest = z
     assistant_id: AssistantId,
     tools: z.array(ToolSpec).max(8).optional(),
     inputs: z.array(InputMessage).min(1, 'needs at least one message').max(200),
+    /** The scheduled analysis that made this request; GET /v1/responses?schedule=NAME lists them. */
+    schedule: ScheduleName.optional(),
   })
   .strict()
   .refine((r) => r.inputs.at(-1)?.role === 'user', { message: 'the last input must come from the user', path: ['inputs'] })
@@ -72,6 +75,8 @@ export interface ResponseObject {
   output: (CodeInterpreterCall | MessageItem)[]
   usage: ResponseUsage
   incomplete_details?: { reason: string }
+  /** Set when a scheduled analysis made it. */
+  schedule?: string
   error?: { code: string; message: string }
 }
 

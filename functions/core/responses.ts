@@ -58,8 +58,15 @@ export async function createResponse(caller: Caller, request: ResponseRequest, d
       codeTimeoutMs: deps.limits.codeTimeoutMs,
     },
   )
+  if (request.schedule) response.schedule = request.schedule
   await deps.store.putResponse(response)
   return response
+}
+
+export async function listResponses(caller: Caller, store: ResponseStore, options: { schedule?: string; limit: number; after?: string }) {
+  const data = await store.listResponses(caller.organizationId, { ...options, limit: options.limit + 1 })
+  const page = data.slice(0, options.limit)
+  return { object: 'list', data: page, has_more: data.length > options.limit, last_id: page.at(-1)?.id ?? null }
 }
 
 export async function getResponse(caller: Caller, id: string, store: ResponseStore): Promise<ResponseObject> {

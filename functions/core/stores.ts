@@ -23,6 +23,8 @@ export interface AssistantStore {
 export interface ResponseStore {
   putResponse(response: ResponseObject): Promise<void>
   getResponse(organizationId: string, id: string): Promise<ResponseObject | undefined>
+  /** Newest first; with `schedule`, only the responses that schedule made. */
+  listResponses(organizationId: string, options: { schedule?: string; limit: number; after?: string }): Promise<ResponseObject[]>
 }
 
 export interface UsageMeter {

@@ -4,13 +4,13 @@ import httpRouterHandler from '@middy/http-router'
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda'
 import { z } from 'zod'
 import { ExecutionRequest } from '../contract/api'
-import { AssistantCreate, AssistantUpdate, ResponseRequest } from '../contract/responses'
+import { AssistantCreate, AssistantUpdate, ResponseRequest, ScheduleName } from '../contract/responses'
 import * as assistants from '../core/assistants'
 import { assertOrganization, authenticate, type Caller } from '../core/auth'
 import { codeInterpreterNotAvailable, executionLimitReached, invalidRequest } from '../core/errors'
 import { executeCode } from '../core/executions'
 import { newId } from '../core/ids'
-import { createResponse, getResponse } from '../core/responses'
+import { createResponse, getResponse, listResponses } from '../core/responses'
 import type { ApiDeps } from './deps'
 import { apiErrors, header, json, parseBody } from './http'
 
@@ -21,6 +21,8 @@ const ListQuery = z.object({
   limit: z.coerce.number().int().min(1).max(100).default(20),
   after: z.string().regex(ID).optional(),
 })
+
+const ResponsesQuery = ListQuery.extend({ schedule: ScheduleName.optional() })
 
 function pathId(event: APIGatewayProxyEvent): string {
   const id = event.pathParameters?.id ?? ''
@@ -86,6 +88,16 @@ export function createApiHandler(deps: ApiDeps) {
       handler: (async (event) => {
         const who = await caller(event)
         return json(200, await createResponse(who, parseBody(event, ResponseRequest), responsesDeps))
+      }) as Route,
+    },
+    {
+      method: 'GET',
+      path: '/v1/responses',
+      handler: (async (event) => {
+        const who = await caller(event)
+        const query = ResponsesQuery.safeParse(event.queryStringParameters ?? {})
+        if (!query.success) throw invalidRequest(`${query.error.issues[0]?.path.join('.')}: ${query.error.issues[0]?.message}`)
+        return json(200, await listResponses(who, deps.store, query.data))
       }) as Route,
     },
     {

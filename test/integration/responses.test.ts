@@ -177,6 +177,23 @@ describe('POST /v1/responses (Bedrock Converse stand-in)', () => {
   })
 })
 
+describe('GET /v1/responses', () => {
+  it('lists the organization\'s responses, newest first, and those of one schedule', async () => {
+    const assistant = await createAssistant()
+    const tagged = await respond(assistant, 'What is the compound interest on $10,000 at 7% for 20 years?', { schedule: 'daily-roi' })
+    expect(tagged.body.schedule).toBe('daily-roi')
+    const plain = await respond(assistant, 'What is the compound interest on $10,000 at 7% for 20 years?')
+    const all = await api(ctx.service, 'GET', '/v1/responses?limit=100')
+    expect(all.body.data.map((r: any) => r.id)).toEqual(expect.arrayContaining([tagged.body.id, plain.body.id]))
+    const scheduled = await api(ctx.service, 'GET', '/v1/responses?schedule=daily-roi')
+    expect(scheduled.body.data.map((r: any) => r.id)).toEqual([tagged.body.id])
+    const otherKey = await ctx.service.issueKey('org_lister')
+    const foreign = await api(ctx.service, 'GET', '/v1/responses?schedule=daily-roi', undefined, { authorization: `Bearer ${otherKey}` })
+    expect(foreign.body.data).toEqual([])
+    expect((await api(ctx.service, 'GET', '/v1/responses?schedule=bad%20name')).status).toBe(400)
+  })
+})
+
 describe('errors of POST /v1/responses', () => {
   it.each([
     [{ tools: [{ type: 'web_search' }] }, 'tools.0.type'],
