@@ -1,4 +1,6 @@
 import { z } from 'zod'
+import { OrganizationId } from '../functions/contract/api'
+import { AssistantId, InputMessage, ScheduleName, ToolSpec } from '../functions/contract/responses'
 
 /** The cdk.json context key that holds the whole deployment configuration. */
 export const CONFIG_CONTEXT_KEY = 'interpreter'
@@ -49,6 +51,101 @@ const throttlingSchema = z
   })
   .strict()
 
+const CRON_FIELDS = [
+  ['minutes', /^[0-9,\-*/]+$/],
+  ['hours', /^[0-9,\-*/]+$/],
+  ['day-of-month', /^[0-9,\-*/?LW]+$/],
+  ['month', /^[0-9A-Za-z,\-*/]+$/],
+  ['day-of-week', /^[0-9A-Za-z,\-*/?L#]+$/],
+  ['year', /^[0-9,\-*/]+$/],
+] as const
+
+/**
+ * Why an EventBridge Scheduler cron(...) or rate(...) expression is wrong, or undefined when it
+ * looks right. Checks the shape Scheduler accepts (six cron fields, one of the day fields `?`;
+ * rate with a whole positive value and a unit that agrees with it), not every calendar value.
+ */
+export function scheduleExpressionProblem(expression: string): string | undefined {
+  const rate = /^rate\((.*)\)$/.exec(expression)
+  if (rate) {
+    const match = /^([1-9]\d*) (minute|minutes|hour|hours|day|days)$/.exec(rate[1]!)
+    if (!match) return 'rate(...) takes a whole positive value and minute(s), hour(s) or day(s), e.g. rate(6 hours)'
+    const singular = !match[2]!.endsWith('s')
+    if ((match[1] === '1') !== singular) return `use ${match[1] === '1' ? 'the singular unit with 1' : 'the plural unit with a value above 1'}, e.g. rate(1 hour) or rate(6 hours)`
+    return undefined
+  }
+  const cron = /^cron\((.*)\)$/.exec(expression)
+  if (!cron) return 'must be cron(minutes hours day-of-month month day-of-week year) or rate(value unit)'
+  const fields = cron[1]!.trim().split(/\s+/)
+  if (fields.length !== 6) {
+    return `cron(...) has 6 fields (minutes hours day-of-month month day-of-week year), got ${fields.length}`
+  }
+  for (const [i, [label, allowed]] of CRON_FIELDS.entries()) {
+    if (!allowed.test(fields[i]!)) return `cron(...) field ${i + 1} (${label}) "${fields[i]}" has characters it does not allow`
+  }
+  if ((fields[2] === '?') === (fields[4] === '?')) {
+    return 'cron(...) needs "?" in exactly one of day-of-month (field 3) and day-of-week (field 5)'
+  }
+  return undefined
+}
+
+function isTimeZone(name: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: name })
+    return true
+  } catch {
+    return false
+  }
+}
+
+const fileId = z.string().regex(/^file_[A-Za-z0-9_-]{1,64}$/, 'must look like file_<id>')
+
+/**
+ * One scheduled analysis: EventBridge Scheduler invokes the schedule function with the stored
+ * request (the same fields POST /v1/responses takes) on this schedule. The request fields reuse
+ * the API's own schemas, so a schedule that synthesizes is one the handler accepts.
+ */
+export const scheduleConfigSchema = z
+  .object({
+    name: ScheduleName,
+    schedule: z.string().superRefine((expression, ctx) => {
+      const problem = scheduleExpressionProblem(expression)
+      if (problem) ctx.addIssue({ code: 'custom', message: problem })
+    }),
+    /** IANA time zone of a cron expression; UTC when omitted. */
+    timezone: z.string().refine(isTimeZone, 'not an IANA time zone name (e.g. Europe/Berlin)').optional(),
+    description: z.string().max(512).optional(),
+    enabled: z.boolean().default(true),
+    organizationId: OrganizationId,
+    assistantId: AssistantId,
+    inputs: z
+      .array(InputMessage)
+      .min(1, 'needs at least one message')
+      .max(200)
+      .refine((inputs) => inputs.at(-1)?.role === 'user', 'the last input must come from the user'),
+    tools: z.array(ToolSpec).max(8).optional(),
+    // Kept in the shape so a schedule can name them once requests carry files; POST /v1/responses
+    // takes no file ids today, so a non-empty list fails at synth instead of being dropped.
+    fileIds: z
+      .array(fileId)
+      .max(20)
+      .refine((ids) => ids.length === 0, "not supported yet: a response request carries no file ids; set them on the assistant (its file_ids)")
+      .optional(),
+    /** EventBridge Scheduler's delivery retries (0-185) and how long it keeps trying. */
+    retryAttempts: z.number().int().min(0).max(185).default(3),
+    maxEventAgeSeconds: z.number().int().min(60).max(86_400).default(3_600),
+  })
+  .strict()
+export type ScheduleConfig = z.infer<typeof scheduleConfigSchema>
+
+export const schedulesSchema = z.array(scheduleConfigSchema).superRefine((schedules, ctx) => {
+  const seen = new Set<string>()
+  schedules.forEach((s, i) => {
+    if (seen.has(s.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate schedule name "${s.name}"` })
+    seen.add(s.name)
+  })
+})
+
 export const interpreterConfigSchema = z
   .object({
     sandbox: sandboxSchema.prefault({}),
@@ -61,6 +158,7 @@ export const interpreterConfigSchema = z
         message: `must be one of ${LOG_RETENTION_DAYS.join(', ')}`,
       })
       .default(30),
+    schedules: schedulesSchema.default([]),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -85,10 +183,17 @@ export function parseInterpreterConfig(raw: unknown): InterpreterConfig {
   if (raw === undefined) {
     throw new Error(`cdk.json context key "${CONFIG_CONTEXT_KEY}" is missing`)
   }
-  const result = interpreterConfigSchema.safeParse(raw)
+  return parseOrThrow(interpreterConfigSchema, raw, [CONFIG_CONTEXT_KEY], `Invalid cdk.json context "${CONFIG_CONTEXT_KEY}"`)
+}
+
+/** Parses just a list of schedules (bin/schedule.ts); `where` names their source in errors. */
+export function parseSchedules(raw: unknown, where: string, path: string[] = [CONFIG_CONTEXT_KEY, 'schedules']): ScheduleConfig[] {
+  return parseOrThrow(schedulesSchema, raw, path, `Invalid schedules in ${where}`)
+}
+
+function parseOrThrow<T extends z.ZodType>(schema: T, raw: unknown, prefix: string[], title: string): z.infer<T> {
+  const result = schema.safeParse(raw)
   if (result.success) return result.data
-  const lines = result.error.issues.map(
-    (i) => `  - ${[CONFIG_CONTEXT_KEY, ...i.path.map(String)].join('.')}: ${i.message}`,
-  )
-  throw new Error(`Invalid cdk.json context "${CONFIG_CONTEXT_KEY}":\n${lines.join('\n')}`)
+  const lines = result.error.issues.map((i) => `  - ${[...prefix, ...i.path.map(String)].join('.')}: ${i.message}`)
+  throw new Error(`${title}:\n${lines.join('\n')}`)
 }

@@ -9,23 +9,39 @@ import {
 } from '@aws-sdk/lib-dynamodb'
 import type { Assistant, ResponseObject } from '../contract/responses'
 import type { ApiKeyRecord, KeyStore } from '../core/ports'
-import type { AssistantStore, KeyAdmin, Organization, OrganizationStore, ResponseStore, UsageMeter } from '../core/stores'
+import type {
+  AssistantStore,
+  Conversation,
+  KeyAdmin,
+  Organization,
+  OrganizationStore,
+  ResponseStore,
+  SessionStore,
+  UsageMeter,
+} from '../core/stores'
 
 /** DynamoDB keeps items under 400 KB; a larger response is stored without inline media. */
 const MAX_ITEM_BYTES = 350_000
 const DAY_SECONDS = 86_400
+/** A session's Python state lives in its item while it fits (base64 characters). */
+export const MAX_SESSION_STATE_CHARS = 300_000
+/** A session idle this long is forgotten (DynamoDB TTL, and checked on read). */
+const SESSION_TTL_SECONDS = 7 * DAY_SECONDS
 
 /**
  * Every record of the service in one table (pk, sk):
  *   org#<org> / org            the organization and its plan
  *   org#<org> / asst#<id>      an assistant
- *   org#<org> / resp#<id>      a stored response
+ *   org#<org> / resp#<id>      a stored response (and its conversation)
+ *   org#<org> / sess#<id>      a session's Python state (expires after a week idle)
  *   org#<org> / usage#<day>    code blocks run that UTC day (expires after a week)
  *   org#<org> / key#<keyId>    an API key's listing entry (its hash, never the key)
  *   apikey#<sha256> / apikey   the lookup entry used to authenticate
  * Every read names the organization in the partition key, so no query can reach another's data.
  */
-export class DynamoStore implements KeyStore, KeyAdmin, OrganizationStore, AssistantStore, ResponseStore, UsageMeter {
+export class DynamoStore
+  implements KeyStore, KeyAdmin, OrganizationStore, AssistantStore, ResponseStore, SessionStore, UsageMeter
+{
   constructor(
     private readonly doc: DynamoDBDocumentClient,
     private readonly table: string,
@@ -120,12 +136,46 @@ export class DynamoStore implements KeyStore, KeyAdmin, OrganizationStore, Assis
 
   // --- responses ------------------------------------------------------------------------------
 
-  async putResponse(response: ResponseObject): Promise<void> {
+  async putResponse(response: ResponseObject, conversation?: Conversation): Promise<void> {
     let data: ResponseObject = response
-    if (Buffer.byteLength(JSON.stringify(response)) > MAX_ITEM_BYTES) data = withoutInlineMedia(response)
+    if (Buffer.byteLength(JSON.stringify(response)) > MAX_ITEM_BYTES / 2) data = withoutInlineMedia(response)
+    // The conversation is kept only while it fits beside the response in one item.
+    const keep = conversation && Buffer.byteLength(JSON.stringify(conversation)) < MAX_ITEM_BYTES / 2 ? conversation : undefined
     await this.doc.send(
-      new PutCommand({ TableName: this.table, Item: { pk: `org#${response.organization_id}`, sk: `resp#${response.id}`, data } }),
+      new PutCommand({
+        TableName: this.table,
+        Item: { pk: `org#${response.organization_id}`, sk: `resp#${response.id}`, data, conversation: keep },
+      }),
     )
+  }
+
+  async getConversation(organizationId: string, id: string): Promise<Conversation | undefined> {
+    return (await this.get(`org#${organizationId}`, `resp#${id}`))?.conversation as Conversation | undefined
+  }
+
+  // --- sessions -------------------------------------------------------------------------------
+
+  async getSessionState(organizationId: string, sessionId: string): Promise<string | undefined> {
+    const item = await this.get(`org#${organizationId}`, `sess#${sessionId}`)
+    if (!item || (typeof item.expires_at === 'number' && item.expires_at * 1000 < Date.now())) return undefined
+    return item.state as string | undefined
+  }
+
+  async putSessionState(organizationId: string, sessionId: string, state: string, now: Date): Promise<boolean> {
+    if (state.length > MAX_SESSION_STATE_CHARS) return false
+    await this.doc.send(
+      new PutCommand({
+        TableName: this.table,
+        Item: {
+          pk: `org#${organizationId}`,
+          sk: `sess#${sessionId}`,
+          state,
+          updated_at: now.toISOString(),
+          expires_at: Math.floor(now.getTime() / 1000) + SESSION_TTL_SECONDS,
+        },
+      }),
+    )
+    return true
   }
 
   async getResponse(organizationId: string, id: string): Promise<ResponseObject | undefined> {

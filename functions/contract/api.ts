@@ -10,6 +10,8 @@ export const ExecutionRequest = z
     code: z.string().min(1, 'must not be empty').max(MAX_CODE_CHARS, `must be at most ${MAX_CODE_CHARS} characters`),
     /** Lower the per-block time limit for this execution (never above the configured limit). */
     timeout_ms: z.int().min(100).max(900_000).optional(),
+    /** Keep Python state between executions that name the same session. */
+    session_id: z.string().regex(/^sess_[A-Za-z0-9_-]{1,64}$/, 'must look like sess_<id>').optional(),
   })
   .strict()
 export type ExecutionRequest = z.infer<typeof ExecutionRequest>
@@ -24,5 +26,6 @@ export const Execution = z.object({
   output_dropped_bytes: z.int().min(0),
   duration_ms: z.number(),
   created_at: z.int(),
+  session_id: z.string().optional(),
 })
 export type Execution = z.infer<typeof Execution>

@@ -4,6 +4,8 @@ import { MAX_CODE_CHARS, OutputItem } from './sandbox'
 import { OrganizationId } from './api'
 
 export const AssistantId = z.string().regex(/^asst_[A-Za-z0-9_-]{1,64}$/, 'must look like asst_<id>')
+export const SessionId = z.string().regex(/^sess_[A-Za-z0-9_-]{1,64}$/, 'must look like sess_<id>')
+export const ResponseId = z.string().regex(/^resp_[A-Za-z0-9_-]{1,64}$/, 'must look like resp_<id>')
 export const ScheduleName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, 'letters, digits, _ and -, at most 64')
 export const CodeInterpreterMode = z.enum(['auto', 'on', 'off'])
 
@@ -31,8 +33,16 @@ export const ResponseRequest = z
     inputs: z.array(InputMessage).min(1, 'needs at least one message').max(200),
     /** The scheduled analysis that made this request; GET /v1/responses?schedule=NAME lists them. */
     schedule: ScheduleName.optional(),
+    /** Python state (and nothing else) carries over between responses of one session. */
+    session_id: SessionId.optional(),
+    /** Continue that response: its conversation and its session's Python state. */
+    previous_response_id: ResponseId.optional(),
   })
   .strict()
+  .refine((r) => !(r.session_id && r.previous_response_id), {
+    message: 'give session_id or previous_response_id, not both (a response already belongs to a session)',
+    path: ['previous_response_id'],
+  })
   .refine((r) => r.inputs.at(-1)?.role === 'user', { message: 'the last input must come from the user', path: ['inputs'] })
 export type ResponseRequest = z.infer<typeof ResponseRequest>
 
@@ -77,6 +87,11 @@ export interface ResponseObject {
   incomplete_details?: { reason: string }
   /** Set when a scheduled analysis made it. */
   schedule?: string
+  /** The session whose Python state this response used and updated. */
+  session_id: string
+  previous_response_id?: string
+  /** Set when the session's Python state could not be kept after this response. */
+  session_notice?: string
   error?: { code: string; message: string }
 }
 

@@ -4,16 +4,17 @@ import type { Caller } from './auth'
 import { assertOrganization } from './auth'
 import type { ToolFacts } from './code-interpreter-tool'
 import { codeInterpreterNotAvailable, modelNotConfigured, notFound } from './errors'
+import { newId } from './ids'
 import type { ModelProvider } from './model'
 import type { Plans } from './plans'
 import type { Clock, Sandbox } from './ports'
 import { runResponse } from './run-loop'
-import type { AssistantStore, OrganizationStore, ResponseStore, UsageMeter } from './stores'
+import type { AssistantStore, OrganizationStore, ResponseStore, SessionStore, UsageMeter } from './stores'
 
 export interface ResponsesDeps {
   model?: ModelProvider
   sandbox: Sandbox
-  store: AssistantStore & ResponseStore
+  store: AssistantStore & ResponseStore & SessionStore
   orgs: OrganizationStore
   meter: UsageMeter
   clock: Clock
@@ -40,15 +41,28 @@ export async function createResponse(caller: Caller, request: ResponseRequest, d
   const plan = deps.plans[planName]
   if (mode !== 'off' && !plan?.code_interpreter) throw codeInterpreterNotAvailable(planName)
   if (!deps.model) throw modelNotConfigured(MODEL_NOT_CONFIGURED_HINT)
-  const response = await runResponse(
+  // previous_response_id continues that response's conversation and session.
+  let sessionId = request.session_id
+  let history: { role: 'user' | 'assistant'; content: string }[] = []
+  if (request.previous_response_id) {
+    const previous = await deps.store.getResponse(org, request.previous_response_id)
+    if (!previous) throw notFound('response', request.previous_response_id)
+    sessionId = previous.session_id
+    history = (await deps.store.getConversation(org, previous.id))?.messages ?? []
+  }
+  sessionId ??= newId('sess')
+  const inputs = [...history, ...request.inputs]
+  const { response, state, stateChanged } = await runResponse(
     {
       organizationId: org,
+      sessionId,
+      state: await deps.store.getSessionState(org, sessionId),
       assistantId: assistant.id,
       instructions: assistant.instructions,
       model: assistant.model,
       mode,
       tools: request.tools ?? assistant.tools,
-      inputs: request.inputs,
+      inputs,
     },
     { model: deps.model, sandbox: deps.sandbox, meter: deps.meter, clock: deps.clock, facts: deps.facts },
     {
@@ -59,9 +73,21 @@ export async function createResponse(caller: Caller, request: ResponseRequest, d
     },
   )
   if (request.schedule) response.schedule = request.schedule
-  await deps.store.putResponse(response)
+  if (request.previous_response_id) response.previous_response_id = request.previous_response_id
+  if (stateChanged && state !== undefined && !(await deps.store.putSessionState(org, sessionId, state, deps.clock.now()))) {
+    response.session_notice = STATE_TOO_LARGE
+  }
+  const answer = [...response.output].reverse().find((o) => o.type === 'message')
+  const conversation = {
+    messages: [...inputs, ...(answer?.type === 'message' ? [{ role: 'assistant' as const, content: answer.content.map((c) => c.text).join('') }] : [])],
+  }
+  await deps.store.putResponse(response, conversation)
   return response
 }
+
+export const STATE_TOO_LARGE =
+  'The Python state of this session is larger than the session store keeps, so the next response starts without it.'
+
 
 export async function listResponses(caller: Caller, store: ResponseStore, options: { schedule?: string; limit: number; after?: string }) {
   const data = await store.listResponses(caller.organizationId, { ...options, limit: options.limit + 1 })

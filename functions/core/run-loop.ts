@@ -32,6 +32,9 @@ export interface RunDeps {
 
 export interface RunInput {
   organizationId: string
+  sessionId: string
+  /** The session's Python state when the response starts (base64), if any. */
+  state?: string
   assistantId: string
   instructions: string
   model?: string
@@ -46,7 +49,11 @@ export interface RunInput {
  * state through the sandbox's state blob. Never throws for a model or sandbox failure: the
  * response ends `failed` or `incomplete` with every call made so far.
  */
-export async function runResponse(input: RunInput, deps: RunDeps, limits: RunLimits): Promise<ResponseObject> {
+export async function runResponse(
+  input: RunInput,
+  deps: RunDeps,
+  limits: RunLimits,
+): Promise<{ response: ResponseObject; state?: string; stateChanged: boolean }> {
   const started = deps.clock.now()
   const deadline = started.getTime() + limits.deadlineMs
   const model = input.model ?? deps.model.defaultModel
@@ -63,19 +70,21 @@ export async function runResponse(input: RunInput, deps: RunDeps, limits: RunLim
     tools: input.tools,
     output,
     usage,
+    session_id: input.sessionId,
   }
+  let state = input.state
+  let stateChanged = false
   const end = (status: ResponseObject['status'], detail?: { reason?: string; error?: { code: string; message: string } }) => {
     response.status = status
     if (detail?.reason) response.incomplete_details = { reason: detail.reason }
     if (detail?.error) response.error = detail.error
     usage.total_tokens = usage.input_tokens + usage.output_tokens
-    return response
+    return { response, state, stateChanged }
   }
 
   const tools = input.mode === 'off' ? [] : [codeInterpreterTool(deps.facts)]
   const system = systemPrompt(input.instructions, input.mode, deps.facts)
   const messages: ChatMessage[] = input.inputs.map((m) => ({ role: m.role, content: [{ type: 'text', text: m.content }] }))
-  let state: string | undefined
 
   for (;;) {
     const remaining = deadline - deps.clock.now().getTime()
@@ -142,7 +151,11 @@ export async function runResponse(input: RunInput, deps: RunDeps, limits: RunLim
           error: { code: apiError?.code ?? 'sandbox_error', message: apiError?.message ?? (error as Error).message },
         })
       }
-      state = result.state ?? state
+      // A timed-out block returns no state: the session keeps the one from before it.
+      if (result.state !== undefined) {
+        state = result.state
+        stateChanged = true
+      }
       usage.code_blocks += 1
       usage.sandbox_ms += result.duration_ms
       output.push({ type: 'code_interpreter_call', id, status: result.status, code, outputs: result.outputs, duration_ms: result.duration_ms })

@@ -21,7 +21,8 @@ export interface AssistantStore {
 }
 
 export interface ResponseStore {
-  putResponse(response: ResponseObject): Promise<void>
+  putResponse(response: ResponseObject, conversation?: Conversation): Promise<void>
+  getConversation(organizationId: string, id: string): Promise<Conversation | undefined>
   getResponse(organizationId: string, id: string): Promise<ResponseObject | undefined>
   /** Newest first; with `schedule`, only the responses that schedule made. */
   listResponses(organizationId: string, options: { schedule?: string; limit: number; after?: string }): Promise<ResponseObject[]>
@@ -36,4 +37,16 @@ export interface KeyAdmin {
   listKeys(organizationId: string): Promise<{ keyId: string; createdAt: string; revokedAt?: string }[]>
   /** True when the key existed and is now revoked. */
   revokeKey(organizationId: string, keyId: string): Promise<boolean>
+}
+
+export interface SessionStore {
+  /** The session's serialized Python state (base64), if it has any. */
+  getSessionState(organizationId: string, sessionId: string): Promise<string | undefined>
+  /** False when the state is larger than the store keeps; then the session has no state. */
+  putSessionState(organizationId: string, sessionId: string, state: string, now: Date): Promise<boolean>
+}
+
+/** What a stored response remembers of its conversation, for previous_response_id. */
+export interface Conversation {
+  messages: { role: 'user' | 'assistant'; content: string }[]
 }

@@ -63,7 +63,7 @@ export function createApiHandler(deps: ApiDeps) {
       throw executionLimitReached()
     }
     const request = { ...body, timeout_ms: Math.min(body.timeout_ms ?? config.codeTimeoutMs, config.codeTimeoutMs) }
-    return json(200, await executeCode(request, deps))
+    return json(200, await executeCode(request, { sandbox: deps.sandbox, clock: deps.clock, sessions: deps.store }))
   }
 
   const responsesDeps = {

@@ -1,48 +1,12 @@
-import { Aws, type CfnElement, Duration, Stack, Validations } from 'aws-cdk-lib'
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb'
-import * as iam from 'aws-cdk-lib/aws-iam'
-import * as lambda from 'aws-cdk-lib/aws-lambda'
-import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs'
-import * as logs from 'aws-cdk-lib/aws-logs'
+import type * as lambda from 'aws-cdk-lib/aws-lambda'
+import type * as logs from 'aws-cdk-lib/aws-logs'
 import type * as s3 from 'aws-cdk-lib/aws-s3'
-import { Construct } from 'constructs'
+import type { Construct } from 'constructs'
 import type { InterpreterConfig } from '../config'
-import { projectPath } from '../paths'
+import { ServiceFunction } from './service-function'
 
-// Exact action lists, so the tests can pin them. Scan and table administration are left out.
-export const TABLE_ACTIONS = [
-  'dynamodb:GetItem',
-  'dynamodb:BatchGetItem',
-  'dynamodb:Query',
-  'dynamodb:PutItem',
-  'dynamodb:UpdateItem',
-  'dynamodb:DeleteItem',
-  'dynamodb:BatchWriteItem',
-  'dynamodb:ConditionCheckItem',
-]
-export const OBJECT_ACTIONS = ['s3:GetObject', 's3:PutObject', 's3:DeleteObject']
-export const BUCKET_ACTIONS = ['s3:ListBucket']
-export const MODEL_ACTIONS = ['bedrock:InvokeModel', 'bedrock:InvokeModelWithResponseStream']
-
-/** Geographic and global cross-Region inference profiles carry a prefix before the model id. */
-const INFERENCE_PROFILE_PREFIX = /^(us|us-gov|eu|apac|jp|au|ca|global)\.(.+)$/
-
-/**
- * IAM resources for one configured model id. An inference profile needs its own ARN and the
- * foundation model in every Region it may route to (so a Region wildcard); a global profile
- * additionally needs the Region-less foundation-model ARN.
- */
-export function bedrockModelArns(modelId: string): string[] {
-  const profile = INFERENCE_PROFILE_PREFIX.exec(modelId)
-  if (!profile) return [`arn:${Aws.PARTITION}:bedrock:${Aws.REGION}::foundation-model/${modelId}`]
-  const [, geography, baseModelId] = profile
-  const arns = [
-    `arn:${Aws.PARTITION}:bedrock:${Aws.REGION}:${Aws.ACCOUNT_ID}:inference-profile/${modelId}`,
-    `arn:${Aws.PARTITION}:bedrock:*::foundation-model/${baseModelId}`,
-  ]
-  if (geography === 'global') arns.push(`arn:${Aws.PARTITION}:bedrock:::foundation-model/${baseModelId}`)
-  return arns
-}
+export { BUCKET_ACTIONS, bedrockModelArns, MODEL_ACTIONS, OBJECT_ACTIONS, TABLE_ACTIONS } from './service-function'
 
 export interface ApiFunctionProps {
   readonly config: InterpreterConfig
@@ -54,121 +18,15 @@ export interface ApiFunctionProps {
 
 /**
  * The API Lambda (Node 22, outside the VPC): authenticates API keys, runs the assistant loop,
- * calls Bedrock and invokes the sandbox once per code block.
+ * calls Bedrock and invokes the sandbox once per code block. Its rights: see ServiceFunction.
  */
-export class ApiFunction extends Construct {
-  readonly function: nodejs.NodejsFunction
-  readonly role: iam.Role
-
+export class ApiFunction extends ServiceFunction {
   constructor(scope: Construct, id: string, props: ApiFunctionProps) {
-    super(scope, id)
-    const { config } = props
-
-    const logGroup = new logs.LogGroup(this, 'Logs', { retention: props.logRetention })
-    this.role = new iam.Role(this, 'Role', {
-      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
-      description: 'API Lambda: own logs, the sandbox, its table and bucket, configured models',
-    })
-
-    this.function = new nodejs.NodejsFunction(this, 'Function', {
+    super(scope, id, {
+      ...props,
+      entry: 'functions/handlers/api.ts',
       description: 'Code interpreter REST API',
-      entry: projectPath('functions/handlers/api.ts'),
-      handler: 'handler',
-      projectRoot: projectPath(),
-      depsLockFilePath: projectPath('package-lock.json'),
-      // Node 22, not 24: middy 7 and @types/node 22 are what the handlers are built and tested with.
-      runtime: lambda.Runtime.NODEJS_22_X,
-      architecture: lambda.Architecture.ARM_64,
-      memorySize: config.api.memoryMb,
-      timeout: Duration.seconds(config.api.timeoutSeconds),
-      role: this.role,
-      logGroup,
-      environment: {
-        SANDBOX_FUNCTION_NAME: props.sandbox.functionName,
-        SANDBOX_TENANT_ISOLATION: String(config.sandbox.tenantIsolation),
-        TABLE_NAME: props.table.tableName,
-        BUCKET_NAME: props.bucket.bucketName,
-        CODE_TIMEOUT_MS: String(config.sandbox.codeTimeoutMs),
-        BEDROCK_MODEL_IDS: config.bedrockModelIds.join(','),
-        NODE_OPTIONS: '--enable-source-maps',
-      },
-      bundling: {
-        format: nodejs.OutputFormat.ESM,
-        target: 'node22',
-        mainFields: ['module', 'main'],
-        // Some CommonJS dependencies call require(); ESM output has none unless we make one.
-        banner: "import { createRequire } from 'node:module';const require = createRequire(import.meta.url);",
-        // Bundle the pinned AWS SDK: Invoke's TenantId needs a newer client than the runtime may ship.
-        externalModules: [],
-        minify: true,
-        sourceMap: true,
-        sourcesContent: false,
-      },
+      roleDescription: 'API Lambda: own logs, the sandbox, its table and bucket, configured models',
     })
-
-    Validations.of(this.function).acknowledge({
-      id: 'AwsSolutions-L1',
-      reason:
-        'Pinned to nodejs22.x on purpose: the handlers, middy 7 and @types/node 22 are built and tested for Node 22, and Node 22 stays in maintenance LTS until April 2027',
-    })
-
-    this.role.addToPolicy(
-      new iam.PolicyStatement({
-        sid: 'OwnLogGroupOnly',
-        actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
-        resources: [logGroup.logGroupArn],
-      }),
-    )
-    // The unqualified ARN only: the API never invokes a version or alias.
-    this.role.addToPolicy(
-      new iam.PolicyStatement({
-        sid: 'InvokeSandbox',
-        actions: ['lambda:InvokeFunction'],
-        resources: [props.sandbox.functionArn],
-      }),
-    )
-    this.role.addToPolicy(
-      new iam.PolicyStatement({ sid: 'OwnTable', actions: TABLE_ACTIONS, resources: [props.table.tableArn] }),
-    )
-    this.role.addToPolicy(
-      new iam.PolicyStatement({ sid: 'OwnBucket', actions: BUCKET_ACTIONS, resources: [props.bucket.bucketArn] }),
-    )
-    this.role.addToPolicy(
-      new iam.PolicyStatement({
-        sid: 'OwnBucketObjects',
-        actions: OBJECT_ACTIONS,
-        resources: [props.bucket.arnForObjects('*')],
-      }),
-    )
-    const modelArns = config.bedrockModelIds.flatMap(bedrockModelArns)
-    this.role.addToPolicy(
-      new iam.PolicyStatement({ sid: 'ConfiguredModels', actions: MODEL_ACTIONS, resources: modelArns }),
-    )
-
-    const policy = this.role.node.findChild('DefaultPolicy')
-    Validations.of(policy).acknowledge({
-      id: `AwsSolutions-IAM5[Resource::<${logicalIdOf(props.bucket)}.Arn>/*]`,
-      reason:
-        'Object keys (files, generated files, state blobs) are created at run time under per-organization names, so no fixed key narrows it further; the grant covers this one bucket only',
-    })
-    for (const arn of modelArns.filter((a) => a.includes('*'))) {
-      Validations.of(policy).acknowledge({
-        id: `AwsSolutions-IAM5[Resource::${nagResource(arn)}]`,
-        reason:
-          'A cross-Region inference profile routes this one configured model to any Region of its geography (every commercial Region for global.*), so only the Region is a wildcard',
-      })
-    }
   }
-}
-
-function logicalIdOf(construct: Construct): string {
-  return Stack.of(construct).getLogicalId(construct.node.defaultChild as CfnElement)
-}
-
-/** How cdk-nag prints an ARN built from pseudo parameters. */
-function nagResource(arn: string): string {
-  return arn
-    .replace(Aws.PARTITION, '<AWS::Partition>')
-    .replace(Aws.REGION, '<AWS::Region>')
-    .replace(Aws.ACCOUNT_ID, '<AWS::AccountId>')
 }
