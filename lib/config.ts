@@ -138,6 +138,20 @@ export const scheduleConfigSchema = z
   .strict()
 export type ScheduleConfig = z.infer<typeof scheduleConfigSchema>
 
+/**
+ * The request a schedule sends (its Scheduler input, and bin/schedule.ts's POST body): the
+ * fields of POST /v1/responses plus the schedule's name (functions/handlers/schedule.ts).
+ */
+export function scheduleEvent(s: ScheduleConfig) {
+  return {
+    schedule: s.name,
+    organization_id: s.organizationId,
+    assistant_id: s.assistantId,
+    inputs: s.inputs,
+    ...(s.tools ? { tools: s.tools } : {}),
+  }
+}
+
 export const schedulesSchema = z.array(scheduleConfigSchema).superRefine((schedules, ctx) => {
   const seen = new Set<string>()
   schedules.forEach((s, i) => {

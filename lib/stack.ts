@@ -7,6 +7,7 @@ import { SandboxNetwork } from './constructs/network'
 import { SandboxAlarms } from './constructs/operations'
 import { InterpreterApi } from './constructs/rest-api'
 import { SandboxFunction } from './constructs/sandbox'
+import { Schedules } from './constructs/schedules'
 import { Storage } from './constructs/storage'
 
 export interface InterpreterStackProps extends StackProps {
@@ -17,8 +18,7 @@ export interface InterpreterStackProps extends StackProps {
 
 /**
  * The whole service. Environment-agnostic on purpose (no `env`): synth needs no AWS lookups.
- * TODO(issue 4, later): EventBridge Scheduler schedules from cdk.json context, with retries and
- * a dead-letter queue, in their own construct.
+ * Scheduled analyses (and their function, queue and group) exist only when cdk.json lists some.
  */
 export class InterpreterStack extends Stack {
   constructor(scope: Construct, id: string, props: InterpreterStackProps) {
@@ -46,6 +46,15 @@ export class InterpreterStack extends Stack {
       logRetention,
     })
     new InterpreterApi(this, 'RestApi', { handler: api.function, config, logRetention })
+    if (config.schedules.length > 0) {
+      new Schedules(this, 'Schedules', {
+        config,
+        sandbox: sandbox.function,
+        table: storage.table,
+        bucket: storage.bucket,
+        logRetention,
+      })
+    }
     new SandboxAlarms(this, 'Alarms', {
       sandbox: sandbox.function,
       timeout: Duration.seconds(sandboxTimeoutSeconds(config.sandbox.codeTimeoutMs)),
