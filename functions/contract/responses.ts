@@ -37,6 +37,8 @@ export const ResponseRequest = z
     session_id: SessionId.optional(),
     /** Continue that response: its conversation and its session's Python state. */
     previous_response_id: ResponseId.optional(),
+    /** Answer with server-sent events as the run goes (text/event-stream). */
+    stream: z.boolean().optional(),
   })
   .strict()
   .refine((r) => !(r.session_id && r.previous_response_id), {
@@ -63,7 +65,8 @@ export const MessageItem = z.object({
 })
 export type MessageItem = z.infer<typeof MessageItem>
 
-export type ResponseStatus = 'completed' | 'incomplete' | 'failed'
+/** in_progress appears only in streamed events while the run goes on. */
+export type ResponseStatus = 'in_progress' | 'completed' | 'incomplete' | 'failed'
 
 export interface ResponseUsage {
   input_tokens: number

@@ -8,7 +8,7 @@ import { newId } from './ids'
 import type { ModelProvider } from './model'
 import type { Plans } from './plans'
 import type { Clock, Sandbox } from './ports'
-import { runResponse } from './run-loop'
+import { type RunEvent, runResponse } from './run-loop'
 import type { AssistantStore, OrganizationStore, ResponseStore, SessionStore, UsageMeter } from './stores'
 
 export interface ResponsesDeps {
@@ -31,7 +31,24 @@ export function effectiveMode(requestTools: ToolSpec[] | undefined, assistantToo
   return tools.find((t) => t.type === 'code_interpreter')?.mode ?? 'off'
 }
 
-export async function createResponse(caller: Caller, request: ResponseRequest, deps: ResponsesDeps): Promise<ResponseObject> {
+export async function createResponse(
+  caller: Caller,
+  request: ResponseRequest,
+  deps: ResponsesDeps,
+  onEvent?: (event: RunEvent) => void,
+): Promise<ResponseObject> {
+  return (await prepareResponse(caller, request, deps))(onEvent)
+}
+
+/**
+ * Checks everything a request can be refused for (4xx) and returns the run itself, so a
+ * streaming caller answers errors as JSON before it starts the event stream.
+ */
+export async function prepareResponse(
+  caller: Caller,
+  request: ResponseRequest,
+  deps: ResponsesDeps,
+): Promise<(onEvent?: (event: RunEvent) => void) => Promise<ResponseObject>> {
   assertOrganization(caller, request.organization_id)
   const org = caller.organizationId
   const assistant = await deps.store.getAssistant(org, request.assistant_id)
@@ -40,7 +57,8 @@ export async function createResponse(caller: Caller, request: ResponseRequest, d
   const planName = (await deps.orgs.getOrganization(org))?.plan ?? deps.defaultPlan
   const plan = deps.plans[planName]
   if (mode !== 'off' && !plan?.code_interpreter) throw codeInterpreterNotAvailable(planName)
-  if (!deps.model) throw modelNotConfigured(MODEL_NOT_CONFIGURED_HINT)
+  const model = deps.model
+  if (!model) throw modelNotConfigured(MODEL_NOT_CONFIGURED_HINT)
   // previous_response_id continues that response's conversation and session.
   let sessionId = request.session_id
   let history: { role: 'user' | 'assistant'; content: string }[] = []
@@ -50,13 +68,15 @@ export async function createResponse(caller: Caller, request: ResponseRequest, d
     sessionId = previous.session_id
     history = (await deps.store.getConversation(org, previous.id))?.messages ?? []
   }
-  sessionId ??= newId('sess')
+  const session = sessionId ?? newId('sess')
   const inputs = [...history, ...request.inputs]
+  const initialState = await deps.store.getSessionState(org, session)
+  return async (onEvent) => {
   const { response, state, stateChanged } = await runResponse(
     {
       organizationId: org,
-      sessionId,
-      state: await deps.store.getSessionState(org, sessionId),
+      sessionId: session,
+      state: initialState,
       assistantId: assistant.id,
       instructions: assistant.instructions,
       model: assistant.model,
@@ -64,7 +84,7 @@ export async function createResponse(caller: Caller, request: ResponseRequest, d
       tools: request.tools ?? assistant.tools,
       inputs,
     },
-    { model: deps.model, sandbox: deps.sandbox, meter: deps.meter, clock: deps.clock, facts: deps.facts },
+    { model, sandbox: deps.sandbox, meter: deps.meter, clock: deps.clock, facts: deps.facts, onEvent },
     {
       maxCodeBlocks: Math.min(plan?.max_code_blocks_per_response ?? 0, deps.limits.maxCodeBlocks),
       maxExecutionsPerDay: plan?.max_executions_per_day ?? 0,
@@ -74,7 +94,7 @@ export async function createResponse(caller: Caller, request: ResponseRequest, d
   )
   if (request.schedule) response.schedule = request.schedule
   if (request.previous_response_id) response.previous_response_id = request.previous_response_id
-  if (stateChanged && state !== undefined && !(await deps.store.putSessionState(org, sessionId, state, deps.clock.now()))) {
+  if (stateChanged && state !== undefined && !(await deps.store.putSessionState(org, session, state, deps.clock.now()))) {
     response.session_notice = STATE_TOO_LARGE
   }
   const answer = [...response.output].reverse().find((o) => o.type === 'message')
@@ -83,6 +103,7 @@ export async function createResponse(caller: Caller, request: ResponseRequest, d
   }
   await deps.store.putResponse(response, conversation)
   return response
+  }
 }
 
 export const STATE_TOO_LARGE =

@@ -28,6 +28,24 @@ export interface RunDeps {
   meter: UsageMeter
   clock: Clock
   facts: ToolFacts
+  /** Progress as it happens (the streaming API turns these into server-sent events). */
+  onEvent?: (event: RunEvent) => void
+}
+
+/** Events in the shape of OpenAI's Responses streaming, so clients written for it read them. */
+export type RunEvent =
+  | { type: 'response.created' | 'response.in_progress'; response: ResponseObject }
+  | { type: 'response.output_item.added' | 'response.output_item.done'; output_index: number; item: CodeInterpreterCall | MessageItem | PendingCall }
+  | { type: 'response.code_interpreter_call.completed'; output_index: number; item_id: string; item: CodeInterpreterCall }
+  | { type: 'response.output_text.delta'; output_index: number; item_id: string; content_index: 0; delta: string }
+
+/** A code call that has started: its code, no outputs yet. */
+export interface PendingCall {
+  type: 'code_interpreter_call'
+  id: string
+  status: 'in_progress'
+  code: string
+  outputs: []
 }
 
 export interface RunInput {
@@ -74,6 +92,14 @@ export async function runResponse(
   }
   let state = input.state
   let stateChanged = false
+  const emit = (event: RunEvent) => {
+    try {
+      deps.onEvent?.(structuredClone(event))
+    } catch {
+      // A listener's failure (e.g. a closed stream) never stops the run.
+    }
+  }
+  emit({ type: 'response.created', response: { ...response, status: 'in_progress' } })
   const end = (status: ResponseObject['status'], detail?: { reason?: string; error?: { code: string; message: string } }) => {
     response.status = status
     if (detail?.reason) response.incomplete_details = { reason: detail.reason }
@@ -115,7 +141,13 @@ export async function runResponse(
       .map((b) => b.text)
       .join('')
     if (uses.length === 0) {
-      output.push({ type: 'message', role: 'assistant', content: [{ type: 'output_text', text }] })
+      const item: MessageItem = { type: 'message', role: 'assistant', content: [{ type: 'output_text', text }] }
+      const index = output.length
+      emit({ type: 'response.output_item.added', output_index: index, item: { ...item, content: [{ type: 'output_text', text: '' }] } })
+      // The providers answer in one piece today: the whole text is one delta.
+      if (text) emit({ type: 'response.output_text.delta', output_index: index, item_id: `msg_${response.id.slice(5)}`, content_index: 0, delta: text })
+      output.push(item)
+      emit({ type: 'response.output_item.done', output_index: index, item })
       return end(turn.stopReason === 'max_tokens' ? 'incomplete' : 'completed', turn.stopReason === 'max_tokens' ? { reason: 'max_output_tokens' } : undefined)
     }
     messages.push({ role: 'assistant', content: turn.content })
@@ -139,6 +171,8 @@ export async function runResponse(
         return end('incomplete', { reason: 'max_executions_per_day' })
       }
       const id = newId('ci')
+      const index = output.length
+      emit({ type: 'response.output_item.added', output_index: index, item: { type: 'code_interpreter_call', id, status: 'in_progress', code, outputs: [] } })
       let result: SandboxResult
       try {
         result = await deps.sandbox.run(
@@ -158,7 +192,10 @@ export async function runResponse(
       }
       usage.code_blocks += 1
       usage.sandbox_ms += result.duration_ms
-      output.push({ type: 'code_interpreter_call', id, status: result.status, code, outputs: result.outputs, duration_ms: result.duration_ms })
+      const call: CodeInterpreterCall = { type: 'code_interpreter_call', id, status: result.status, code, outputs: result.outputs, duration_ms: result.duration_ms }
+      output.push(call)
+      emit({ type: 'response.code_interpreter_call.completed', output_index: index, item_id: id, item: call })
+      emit({ type: 'response.output_item.done', output_index: index, item: call })
       results.push(toolResult(use.id, result))
     }
     messages.push({ role: 'user', content: results })

@@ -10,7 +10,8 @@ import { assertOrganization, authenticate, type Caller } from '../core/auth'
 import { codeInterpreterNotAvailable, executionLimitReached, invalidRequest } from '../core/errors'
 import { executeCode } from '../core/executions'
 import { newId } from '../core/ids'
-import { createResponse, getResponse, listResponses } from '../core/responses'
+import { getResponse, listResponses, prepareResponse } from '../core/responses'
+import { eventStream } from './sse'
 import type { ApiDeps } from './deps'
 import { apiErrors, header, json, parseBody } from './http'
 
@@ -87,7 +88,10 @@ export function createApiHandler(deps: ApiDeps) {
       path: '/v1/responses',
       handler: (async (event) => {
         const who = await caller(event)
-        return json(200, await createResponse(who, parseBody(event, ResponseRequest), responsesDeps))
+        const body = parseBody(event, ResponseRequest)
+        const run = await prepareResponse(who, body, responsesDeps)
+        if (!body.stream) return json(200, await run())
+        return eventStream(run)
       }) as Route,
     },
     {

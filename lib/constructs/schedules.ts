@@ -94,9 +94,8 @@ export class Schedules extends Construct {
     // The targets must not add grants of their own to it.
     const targetRole = this.role.withoutPolicyUpdates()
 
-    this.schedules = props.config.schedules.map(
-      (s) =>
-        new scheduler.Schedule(this, `Schedule-${s.name}`, {
+    this.schedules = props.config.schedules.map((s) => {
+      const schedule = new scheduler.Schedule(this, `Schedule-${s.name}`, {
           scheduleName: s.name,
           scheduleGroup: this.group,
           description: s.description ?? `Scheduled analysis ${s.name} (${s.organizationId}, ${s.assistantId})`,
@@ -110,8 +109,12 @@ export class Schedules extends Construct {
             maxEventAge: Duration.seconds(s.maxEventAgeSeconds),
             deadLetterQueue: this.deadLetterQueue,
           }),
-        }),
-    )
+        })
+      // The schedule names its group by a literal name, not a reference: without this,
+      // CloudFormation may create the schedule before the group exists.
+      schedule.node.addDependency(this.group)
+      return schedule
+    })
 
     const period = Duration.minutes(5)
     this.deadLetterAlarm = this.deadLetterQueue

@@ -177,6 +177,59 @@ describe('POST /v1/responses (Bedrock Converse stand-in)', () => {
   })
 })
 
+describe('streaming (stream: true)', () => {
+  it('sends server-sent events in order for a two-block run, ending with the stored response', async () => {
+    const assistant = await createAssistant()
+    const res = await fetch(ctx.service.url + '/v1/responses', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TEST_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ assistant_id: assistant, stream: true, inputs: [{ role: 'user', content: 'Use two blocks please' }] }),
+    })
+    expect(res.status).toBe(200)
+    expect(res.headers.get('content-type')).toContain('text/event-stream')
+    const text = await res.text()
+    const events = text
+      .trim()
+      .split('\n\n')
+      .map((chunk) => {
+        const [eventLine, dataLine] = chunk.split('\n')
+        const data = JSON.parse(dataLine!.slice('data: '.length))
+        expect(eventLine).toBe(`event: ${data.type}`)
+        return data
+      })
+    expect(events.map((e: any) => e.type)).toEqual([
+      'response.created',
+      'response.output_item.added',
+      'response.code_interpreter_call.completed',
+      'response.output_item.done',
+      'response.output_item.added',
+      'response.code_interpreter_call.completed',
+      'response.output_item.done',
+      'response.output_item.added',
+      'response.output_text.delta',
+      'response.output_item.done',
+      'response.completed',
+    ])
+    expect(events.map((e: any) => e.sequence_number)).toEqual(events.map((_: unknown, i: number) => i))
+    expect(events[0].response.status).toBe('in_progress')
+    expect(events[1].item).toMatchObject({ type: 'code_interpreter_call', status: 'in_progress', outputs: [] })
+    expect(events[1].item.code).toContain('pd.DataFrame')
+    expect(events[5].item.outputs[0].text).toBe('total: 300')
+    expect(events[8].delta).toBe('The total is 300')
+    const final = events.at(-1).response
+    expect(final.status).toBe('completed')
+    expect(final.output).toHaveLength(3)
+    // The same object is stored.
+    expect((await api(ctx.service, 'GET', `/v1/responses/${final.id}`)).body).toEqual(final)
+  })
+
+  it('answers errors as JSON before any event is sent', async () => {
+    const res = await api(ctx.service, 'POST', '/v1/responses', { assistant_id: 'asst_missing', stream: true, inputs: [{ role: 'user', content: 'hi' }] })
+    expect(res.status).toBe(404)
+    expect(res.body.error.code).toBe('not_found')
+  })
+})
+
 describe('GET /v1/responses', () => {
   it('lists the organization\'s responses, newest first, and those of one schedule', async () => {
     const assistant = await createAssistant()
