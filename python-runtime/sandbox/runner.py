@@ -84,6 +84,17 @@ class FrameReader:
         return out
 
 
+class Block:
+    """What the runner learned of one block while reading its frames."""
+
+    def __init__(self) -> None:
+        self.status = "failed"          # until the child's done frame says otherwise
+        self.done = False               # the child sent its done frame
+        self.ended = False              # the child's pipe closed without one
+        self.state: str | None = None   # base64 of the namespace, when asked for and sent
+        self.child_dropped = 0          # text the child itself dropped past the output limit
+
+
 class Outputs:
     """Ordered output items with the text cap applied; nothing is cut silently."""
 
@@ -519,33 +530,29 @@ class Runner:
         job = {"code": payload["code"], "limits": limits, "state": payload.get("state"),
                "want_state": bool(payload.get("want_state"))}
         outputs = Outputs(limits)
-        state_b64 = None
-        status = "failed"
-        killed = False
+        block = Block()
         run_started = time.monotonic()
         try:
             frames.write_message(sb.job_w, json.dumps(job).encode())
             os.close(sb.job_w)
-            status, state_b64 = self._collect(sb, limits, outputs)
+            self._collect(sb, limits, outputs, block)
         except BrokenPipeError:
             outputs.error("SandboxError", "the sandbox child ended before it received the code", "")
         except SandboxError as exc:
             outputs.error("SandboxError", str(exc), "")
-            status = "failed"
         run_ms = (time.monotonic() - run_started) * 1000
-        if status != "completed_done":
+        killed = not block.done
+        if killed:
+            # Timed out, crashed, or broke the protocol: stop everything before answering.
             self._kill_block(sb)
-            killed = True
-            if status == "eof":
-                status = "failed"
+            if block.ended:
                 outputs.error("ProcessExit", _describe_exit(self._exit_status(sb.pid)), "")
-        else:
-            status = self._done_status
         self._collect_files(sb.pid, outputs)
+        state_b64 = block.state
         result = {
             "version": 1,
-            "status": status,
-            "outputs": outputs.finish(self._child_dropped),
+            "status": block.status,
+            "outputs": outputs.finish(block.child_dropped),
             "output_dropped_bytes": outputs.dropped,
             "duration_ms": round(run_ms, 3),
             "timings": {"wait_ms": round(waited * 1000, 3), "run_ms": round(run_ms, 3),
@@ -574,10 +581,7 @@ class Runner:
 
         return result, after
 
-    _done_status = "completed"
-    _child_dropped = 0
-
-    def _collect(self, sb: Standby, limits: dict, outputs: Outputs) -> tuple[str, str | None]:
+    def _collect(self, sb: Standby, limits: dict, outputs: Outputs, block: "Block") -> None:
         caps = {frames.STDOUT: limits["max_output_bytes"] + 4096, frames.STDERR: limits["max_output_bytes"] + 4096,
                 frames.RESULT: limits["max_output_bytes"] + 4096, frames.NOTICE: 64 << 10,
                 frames.IMAGE: limits["max_files_bytes"] + 4096, frames.ERROR: JSON_FRAME_CAP,
@@ -587,14 +591,13 @@ class Runner:
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         deadline = time.monotonic() + limits["timeout_ms"] / 1000
         open_fds = [sb.result_r, sb.stdio_r]
-        state = None
-        self._child_dropped = 0
         while sb.result_r in open_fds:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 outputs.error("TimeoutError", f"the code block exceeded the {limits['timeout_ms'] / 1000:g} s "
                               "time limit and was stopped", "")
-                return "timed_out", None
+                block.status = "timed_out"
+                return
             ready, _, _ = select.select(open_fds, [], [], remaining)
             for fd in ready:
                 data = os.read(fd, 1 << 16)
@@ -605,21 +608,23 @@ class Runner:
                         outputs.text("stdout", decoder.decode(data))
                     continue
                 if not data:
-                    return "eof", None
+                    block.ended = True
+                    return
                 for kind, payload in reader.feed(data):
                     if kind == frames.DONE:
                         done = json.loads(payload)
                         if not isinstance(done, dict) or done.get("status") not in ("completed", "failed"):
                             raise SandboxError("protocol violation: bad done frame")
-                        self._done_status = done["status"]
+                        block.done = True
+                        block.status = done["status"]
                         dropped = done.get("dropped", 0)
-                        self._child_dropped = dropped if isinstance(dropped, int) and 0 <= dropped < 1 << 50 else 0
+                        block.child_dropped = dropped if isinstance(dropped, int) and 0 <= dropped < 1 << 50 else 0
                         self._drain_stdio(sb, outputs, decoder)
-                        return "completed_done", state
+                        return
                     self._apply_frame(kind, payload, outputs)
                     if kind == frames.STATE:
-                        state = base64.b64encode(payload).decode()
-        return "eof", None
+                        block.state = base64.b64encode(payload).decode()
+        block.ended = True
 
     def _drain_stdio(self, sb: Standby, outputs: Outputs, decoder) -> None:
         while select.select([sb.stdio_r], [], [], 0)[0]:
