@@ -16,6 +16,8 @@ const ApiEnv = z.object({
   PLANS_JSON: z.string().optional(),
   /** Plan of an organization without a record. */
   DEFAULT_PLAN: z.string().optional(),
+  /** The worker function that runs background responses (asynchronous invoke). */
+  WORKER_FUNCTION_NAME: z.string().min(1).optional(),
   /** How long a known API key and an organization's plan are kept in memory. */
   KEY_CACHE_TTL_MS: z.coerce.number().int().min(0).max(3_600_000).default(30_000),
   /** Code blocks reserved from the daily counter at a time. */
@@ -34,6 +36,7 @@ export type ApiConfig = Readonly<{
   defaultPlan: string
   keyCacheTtlMs: number
   usageReservationBatch: number
+  workerFunctionName?: string
 }>
 
 export function loadApiConfig(env: Record<string, string | undefined> = process.env): ApiConfig {
@@ -58,5 +61,6 @@ export function loadApiConfig(env: Record<string, string | undefined> = process.
     defaultPlan,
     keyCacheTtlMs: e.KEY_CACHE_TTL_MS,
     usageReservationBatch: e.USAGE_RESERVATION_BATCH,
+    workerFunctionName: e.WORKER_FUNCTION_NAME,
   })
 }

@@ -34,6 +34,7 @@ const SESSION_TTL_SECONDS = 7 * DAY_SECONDS
  *   org#<org> / asst#<id>      an assistant
  *   org#<org> / resp#<id>      a stored response (and its conversation)
  *   org#<org> / sess#<id>      a session's Python state (expires after a week idle)
+ *   org#<org> / idem#<sha256>  the response an Idempotency-Key got (expires after a day)
  *   org#<org> / usage#<day>    code blocks run that UTC day (expires after a week)
  *   org#<org> / key#<keyId>    an API key's listing entry (its hash, never the key)
  *   apikey#<sha256> / apikey   the lookup entry used to authenticate
@@ -147,6 +148,59 @@ export class DynamoStore
         Item: { pk: `org#${response.organization_id}`, sk: `resp#${response.id}`, data, conversation: keep },
       }),
     )
+  }
+
+  async saveProgress(response: ResponseObject): Promise<boolean> {
+    const out = await this.doc.send(
+      new UpdateCommand({
+        TableName: this.table,
+        Key: { pk: `org#${response.organization_id}`, sk: `resp#${response.id}` },
+        UpdateExpression: 'SET #data = :data',
+        ExpressionAttributeNames: { '#data': 'data' },
+        ExpressionAttributeValues: { ':data': Buffer.byteLength(JSON.stringify(response)) > MAX_ITEM_BYTES / 2 ? withoutInlineMedia(response) : response },
+        ReturnValues: 'ALL_NEW',
+      }),
+    )
+    return out.Attributes?.cancel_requested === true
+  }
+
+  async requestCancel(organizationId: string, id: string): Promise<boolean> {
+    try {
+      await this.doc.send(
+        new UpdateCommand({
+          TableName: this.table,
+          Key: { pk: `org#${organizationId}`, sk: `resp#${id}` },
+          UpdateExpression: 'SET cancel_requested = :yes',
+          ConditionExpression: 'attribute_exists(pk)',
+          ExpressionAttributeValues: { ':yes': true },
+        }),
+      )
+      return true
+    } catch (error) {
+      if ((error as Error).name === 'ConditionalCheckFailedException') return false
+      throw error
+    }
+  }
+
+  async claimIdempotencyKey(organizationId: string, keyHash: string, responseId: string, now: Date): Promise<string | undefined> {
+    try {
+      await this.doc.send(
+        new PutCommand({
+          TableName: this.table,
+          Item: {
+            pk: `org#${organizationId}`,
+            sk: `idem#${keyHash}`,
+            response_id: responseId,
+            expires_at: Math.floor(now.getTime() / 1000) + DAY_SECONDS,
+          },
+          ConditionExpression: 'attribute_not_exists(pk)',
+        }),
+      )
+      return undefined
+    } catch (error) {
+      if ((error as Error).name !== 'ConditionalCheckFailedException') throw error
+      return String((await this.get(`org#${organizationId}`, `idem#${keyHash}`))?.response_id)
+    }
   }
 
   async getConversation(organizationId: string, id: string): Promise<Conversation | undefined> {

@@ -39,8 +39,11 @@ export const ResponseRequest = z
     previous_response_id: ResponseId.optional(),
     /** Answer with server-sent events as the run goes (text/event-stream). */
     stream: z.boolean().optional(),
+    /** Answer 202 at once with the response `queued`; poll GET /v1/responses/{id}. */
+    background: z.boolean().optional(),
   })
   .strict()
+  .refine((r) => !(r.stream && r.background), { message: 'give stream or background, not both', path: ['background'] })
   .refine((r) => !(r.session_id && r.previous_response_id), {
     message: 'give session_id or previous_response_id, not both (a response already belongs to a session)',
     path: ['previous_response_id'],
@@ -65,8 +68,8 @@ export const MessageItem = z.object({
 })
 export type MessageItem = z.infer<typeof MessageItem>
 
-/** in_progress appears only in streamed events while the run goes on. */
-export type ResponseStatus = 'in_progress' | 'completed' | 'incomplete' | 'failed'
+/** queued and in_progress: a background run (or a stream) that has not ended yet. */
+export type ResponseStatus = 'queued' | 'in_progress' | 'completed' | 'incomplete' | 'failed' | 'cancelled'
 
 export interface ResponseUsage {
   input_tokens: number

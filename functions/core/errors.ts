@@ -53,3 +53,12 @@ export const modelNotConfigured = (hint: string) => new ApiError(503, 'model_not
 
 export const executionLimitReached = () =>
   new ApiError(429, 'execution_limit_reached', "The organization has run its plan's code blocks for today (UTC).")
+
+export const responseAlreadyEnded = (id: string, status: string) =>
+  new ApiError(409, 'response_already_ended', `Response ${id} has already ended (${status}); only a queued or running response can be cancelled.`)
+
+export const idempotentRequestInProgress = () =>
+  new ApiError(409, 'idempotent_request_in_progress', 'A request with this Idempotency-Key is still running; retry when it has finished.')
+
+export const backgroundNotAvailable = () =>
+  new ApiError(503, 'background_not_available', 'Background runs need the worker function (WORKER_FUNCTION_NAME); use stream: true meanwhile.')

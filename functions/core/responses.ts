@@ -37,7 +37,13 @@ export async function createResponse(
   deps: ResponsesDeps,
   onEvent?: (event: RunEvent) => void,
 ): Promise<ResponseObject> {
-  return (await prepareResponse(caller, request, deps))(onEvent)
+  return (await prepareResponse(caller, request, deps)).run({ onEvent })
+}
+
+export interface PreparedResponse {
+  /** The response as it stands before the run: status `queued`, no output. */
+  queued(id: string): ResponseObject
+  run(options?: { onEvent?: (event: RunEvent) => void; responseId?: string; checkpoint?: (r: ResponseObject) => Promise<boolean> }): Promise<ResponseObject>
 }
 
 /**
@@ -48,7 +54,7 @@ export async function prepareResponse(
   caller: Caller,
   request: ResponseRequest,
   deps: ResponsesDeps,
-): Promise<(onEvent?: (event: RunEvent) => void) => Promise<ResponseObject>> {
+): Promise<PreparedResponse> {
   assertOrganization(caller, request.organization_id)
   const org = caller.organizationId
   const assistant = await deps.store.getAssistant(org, request.assistant_id)
@@ -71,9 +77,26 @@ export async function prepareResponse(
   const session = sessionId ?? newId('sess')
   const inputs = [...history, ...request.inputs]
   const initialState = await deps.store.getSessionState(org, session)
-  return async (onEvent) => {
+  const tools = request.tools ?? assistant.tools
+  const queued = (id: string): ResponseObject => ({
+    id,
+    object: 'response',
+    status: 'queued',
+    organization_id: org,
+    assistant_id: assistant.id,
+    model: assistant.model ?? model.defaultModel,
+    created_at: Math.floor(deps.clock.now().getTime() / 1000),
+    tools,
+    output: [],
+    usage: { input_tokens: 0, output_tokens: 0, total_tokens: 0, code_blocks: 0, sandbox_ms: 0 },
+    session_id: session,
+    ...(request.schedule ? { schedule: request.schedule } : {}),
+    ...(request.previous_response_id ? { previous_response_id: request.previous_response_id } : {}),
+  })
+  const run: PreparedResponse['run'] = async ({ onEvent, responseId, checkpoint } = {}) => {
   const { response, state, stateChanged } = await runResponse(
     {
+      responseId,
       organizationId: org,
       sessionId: session,
       state: initialState,
@@ -81,10 +104,10 @@ export async function prepareResponse(
       instructions: assistant.instructions,
       model: assistant.model,
       mode,
-      tools: request.tools ?? assistant.tools,
+      tools,
       inputs,
     },
-    { model, sandbox: deps.sandbox, meter: deps.meter, clock: deps.clock, facts: deps.facts, onEvent },
+    { model, sandbox: deps.sandbox, meter: deps.meter, clock: deps.clock, facts: deps.facts, onEvent, checkpoint },
     {
       maxCodeBlocks: Math.min(plan?.max_code_blocks_per_response ?? 0, deps.limits.maxCodeBlocks),
       maxExecutionsPerDay: plan?.max_executions_per_day ?? 0,
@@ -104,6 +127,7 @@ export async function prepareResponse(
   await deps.store.putResponse(response, conversation)
   return response
   }
+  return { queued, run }
 }
 
 export const STATE_TOO_LARGE =

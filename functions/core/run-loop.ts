@@ -30,6 +30,8 @@ export interface RunDeps {
   facts: ToolFacts
   /** Progress as it happens (the streaming API turns these into server-sent events). */
   onEvent?: (event: RunEvent) => void
+  /** Called between steps with the response so far; true stops the run as `cancelled`. */
+  checkpoint?: (response: ResponseObject) => Promise<boolean>
 }
 
 /** Events in the shape of OpenAI's Responses streaming, so clients written for it read them. */
@@ -49,6 +51,8 @@ export interface PendingCall {
 }
 
 export interface RunInput {
+  /** Given when the id was handed out before the run (background runs). */
+  responseId?: string
   organizationId: string
   sessionId: string
   /** The session's Python state when the response starts (base64), if any. */
@@ -78,7 +82,7 @@ export async function runResponse(
   const usage: ResponseUsage = { input_tokens: 0, output_tokens: 0, total_tokens: 0, code_blocks: 0, sandbox_ms: 0 }
   const output: (CodeInterpreterCall | MessageItem)[] = []
   const response: ResponseObject = {
-    id: newId('resp'),
+    id: input.responseId ?? newId('resp'),
     object: 'response',
     status: 'completed',
     organization_id: input.organizationId,
@@ -112,9 +116,18 @@ export async function runResponse(
   const system = systemPrompt(input.instructions, input.mode, deps.facts)
   const messages: ChatMessage[] = input.inputs.map((m) => ({ role: m.role, content: [{ type: 'text', text: m.content }] }))
 
+  const cancelled = async () => {
+    if (!deps.checkpoint) return false
+    try {
+      return await deps.checkpoint({ ...response, status: 'in_progress', output: [...output] })
+    } catch {
+      return false // progress is best effort; the final response is what must be stored
+    }
+  }
   for (;;) {
     const remaining = deadline - deps.clock.now().getTime()
     if (remaining <= 0) return end('incomplete', { reason: 'deadline' })
+    if (await cancelled()) return end('cancelled')
     let turn
     try {
       turn = await deps.model.converse({
@@ -165,6 +178,7 @@ export async function runResponse(
         continue
       }
       if (usage.code_blocks >= limits.maxCodeBlocks) return end('incomplete', { reason: 'max_code_blocks' })
+      if (usage.code_blocks > 0 && (await cancelled())) return end('cancelled')
       const blockBudget = Math.min(limits.codeTimeoutMs, deadline - deps.clock.now().getTime())
       if (blockBudget < 100) return end('incomplete', { reason: 'deadline' })
       if (!(await deps.meter.tryConsumeExecution(input.organizationId, limits.maxExecutionsPerDay, deps.clock.now()))) {

@@ -24,6 +24,12 @@ export interface ResponseStore {
   putResponse(response: ResponseObject, conversation?: Conversation): Promise<void>
   getConversation(organizationId: string, id: string): Promise<Conversation | undefined>
   getResponse(organizationId: string, id: string): Promise<ResponseObject | undefined>
+  /** Stores a running response's progress; answers whether a cancel was requested meanwhile. */
+  saveProgress(response: ResponseObject): Promise<boolean>
+  /** Marks a stored response for cancelling; false when there is no such response. */
+  requestCancel(organizationId: string, id: string): Promise<boolean>
+  /** The response id an earlier request with this idempotency key got, or claims the key for `responseId`. */
+  claimIdempotencyKey(organizationId: string, keyHash: string, responseId: string, now: Date): Promise<string | undefined>
   /** Newest first; with `schedule`, only the responses that schedule made. */
   listResponses(organizationId: string, options: { schedule?: string; limit: number; after?: string }): Promise<ResponseObject[]>
 }

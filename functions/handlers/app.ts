@@ -7,12 +7,19 @@ import { ExecutionRequest } from '../contract/api'
 import { AssistantCreate, AssistantUpdate, ResponseRequest, ScheduleName } from '../contract/responses'
 import * as assistants from '../core/assistants'
 import { assertOrganization, authenticate, type Caller } from '../core/auth'
-import { codeInterpreterNotAvailable, executionLimitReached, invalidRequest } from '../core/errors'
+import {
+  backgroundNotAvailable,
+  codeInterpreterNotAvailable,
+  executionLimitReached,
+  idempotentRequestInProgress,
+  invalidRequest,
+  responseAlreadyEnded,
+} from '../core/errors'
 import { executeCode } from '../core/executions'
-import { newId } from '../core/ids'
+import { hashApiKey, newId } from '../core/ids'
 import { getResponse, listResponses, prepareResponse } from '../core/responses'
 import { eventStream } from './sse'
-import type { ApiDeps } from './deps'
+import { type ApiDeps, responsesDepsOf } from './deps'
 import { apiErrors, header, json, parseBody } from './http'
 
 type Route = (event: APIGatewayProxyEvent) => Promise<APIGatewayProxyResult>
@@ -67,17 +74,43 @@ export function createApiHandler(deps: ApiDeps) {
     return json(200, await executeCode(request, { sandbox: deps.sandbox, clock: deps.clock, sessions: deps.store }))
   }
 
-  const responsesDeps = {
-    model: deps.model,
-    sandbox: deps.sandbox,
-    store: deps.store,
-    orgs: deps.hot,
-    meter: deps.hot,
-    clock: deps.clock,
-    plans: config.plans,
-    defaultPlan: config.defaultPlan,
-    facts,
-    limits: { maxCodeBlocks: config.maxCodeBlocksPerResponse, deadlineMs: config.responseDeadlineMs, codeTimeoutMs: config.codeTimeoutMs },
+  const responsesDeps = responsesDepsOf(deps)
+
+  /** POST /v1/responses: answered at once (JSON), as a stream of events, or in the background. */
+  const createResponseRoute: Route = async (event) => {
+    const who = await caller(event)
+    const body = parseBody(event, ResponseRequest)
+    const prepared = await prepareResponse(who, body, responsesDeps)
+    let responseId = newId('resp')
+    const idempotencyKey = header(event, 'idempotency-key')
+    if (idempotencyKey !== undefined) {
+      if (!/^[\x21-\x7e]{1,255}$/.test(idempotencyKey)) throw invalidRequest('Idempotency-Key: 1 to 255 visible ASCII characters')
+      const earlier = await deps.store.claimIdempotencyKey(who.organizationId, hashApiKey(idempotencyKey), responseId, deps.clock.now())
+      if (earlier) {
+        // A retry: the same response, never a second run.
+        const stored = await deps.store.getResponse(who.organizationId, earlier)
+        if (!stored) throw idempotentRequestInProgress()
+        return json(stored.status === 'queued' || stored.status === 'in_progress' ? 202 : 200, stored)
+      }
+    }
+    if (body.background) {
+      if (!deps.background) throw backgroundNotAvailable()
+      const queued = prepared.queued(responseId)
+      await deps.store.putResponse(queued)
+      await deps.background.start({ organizationId: who.organizationId, keyId: who.keyId, responseId, request: body })
+      return json(202, queued)
+    }
+    if (body.stream) return eventStream((onEvent) => prepared.run({ onEvent, responseId }))
+    return json(200, await prepared.run({ responseId }))
+  }
+
+  const cancelResponse: Route = async (event) => {
+    const who = await caller(event)
+    const id = pathId(event)
+    const response = await getResponse(who, id, deps.store)
+    if (response.status !== 'queued' && response.status !== 'in_progress') throw responseAlreadyEnded(id, response.status)
+    await deps.store.requestCancel(who.organizationId, id)
+    return json(200, { ...response, cancel_requested: true })
   }
 
   const routes = [
@@ -86,14 +119,9 @@ export function createApiHandler(deps: ApiDeps) {
     {
       method: 'POST',
       path: '/v1/responses',
-      handler: (async (event) => {
-        const who = await caller(event)
-        const body = parseBody(event, ResponseRequest)
-        const run = await prepareResponse(who, body, responsesDeps)
-        if (!body.stream) return json(200, await run())
-        return eventStream(run)
-      }) as Route,
+      handler: createResponseRoute,
     },
+    { method: 'POST', path: '/v1/responses/{id}/cancel', handler: cancelResponse },
     {
       method: 'GET',
       path: '/v1/responses',

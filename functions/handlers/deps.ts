@@ -6,7 +6,10 @@ import { HotPathCache } from '../adapters/hot-path-cache'
 import { LambdaSandbox } from '../adapters/lambda-sandbox'
 import { createModelProvider } from '../adapters/models/index'
 import type { ApiConfig } from '../config'
+import { LambdaBackground } from '../adapters/lambda-background'
+import { type BackgroundRuns, InProcessBackground } from '../core/background'
 import type { ModelProvider } from '../core/model'
+import type { ResponsesDeps } from '../core/responses'
 import type { Clock, Sandbox } from '../core/ports'
 
 export interface ApiDeps {
@@ -15,6 +18,8 @@ export interface ApiDeps {
   store: DynamoStore
   /** Keys, plans and usage on the hot path, cached in front of the store. */
   hot: HotPathCache
+  /** Where background runs go; undefined when none is configured (then 503). */
+  background?: BackgroundRuns
   /** Undefined when no provider is configured: /v1/responses then answers 503 model_not_configured. */
   model?: ModelProvider
   clock: Clock
@@ -25,6 +30,8 @@ export interface ClientOverrides {
   lambda?: LambdaClientConfig
   dynamo?: DynamoDBClientConfig
   model?: ModelProvider | null
+  /** Run background responses in this process (local mode). */
+  inProcessBackground?: boolean
 }
 
 /** The composition root: the same adapters deployed and locally (local passes endpoint overrides). */
@@ -39,7 +46,7 @@ export function createDeps(config: ApiConfig, overrides: ClientOverrides = {}, e
     marshallOptions: { removeUndefinedValues: true },
   })
   const store = new DynamoStore(doc, config.tableName)
-  return {
+  const deps: ApiDeps = {
     config,
     hot: new HotPathCache(store, config.keyCacheTtlMs, config.usageReservationBatch),
     sandbox: new LambdaSandbox({
@@ -50,5 +57,25 @@ export function createDeps(config: ApiConfig, overrides: ClientOverrides = {}, e
     store,
     model: overrides.model === null ? undefined : (overrides.model ?? createModelProvider(env)),
     clock: { now: () => new Date() },
+  }
+  if (overrides.inProcessBackground) deps.background = new InProcessBackground(() => responsesDepsOf(deps))
+  else if (config.workerFunctionName) deps.background = new LambdaBackground(lambda, config.workerFunctionName)
+  return deps
+}
+
+/** What the run loop needs, built from the API's deps (the same for every entry point). */
+export function responsesDepsOf(deps: ApiDeps): ResponsesDeps {
+  const { config } = deps
+  return {
+    model: deps.model,
+    sandbox: deps.sandbox,
+    store: deps.store,
+    orgs: deps.hot,
+    meter: deps.hot,
+    clock: deps.clock,
+    plans: config.plans,
+    defaultPlan: config.defaultPlan,
+    facts: { pythonVersion: config.pythonVersion, timeoutSeconds: Math.round(config.codeTimeoutMs / 1000) },
+    limits: { maxCodeBlocks: config.maxCodeBlocksPerResponse, deadlineMs: config.responseDeadlineMs, codeTimeoutMs: config.codeTimeoutMs },
   }
 }

@@ -117,6 +117,7 @@ export async function startLocalService(
       lambda: { endpoint: endpointUrl(lambda), region: 'us-east-1', credentials: LOCAL_CREDENTIALS },
       dynamo: { endpoint: dynamo.endpoint, region: 'us-east-1', credentials: LOCAL_CREDENTIALS },
       model: options.model,
+      inProcessBackground: true,
     },
     options.modelEnv ?? process.env,
   )

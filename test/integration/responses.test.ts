@@ -40,6 +40,11 @@ function responder(r: RecordedConverse) {
     if (step === 1) return converseToolUse('t2', 'code_interpreter', { code: 'values = [3, 1, 2]\nprint(sorted(values))' })
     return converseText(`Sorted: ${toolResultText(r).trim()}`)
   }
+  if (question.includes('slow two')) {
+    if (step === 0) return converseToolUse('t1', 'code_interpreter', { code: "import time\ntime.sleep(1.0)\nprint('first')" })
+    if (step === 1) return converseToolUse('t2', 'code_interpreter', { code: "time.sleep(1.0)\nprint('second')" })
+    return converseText('both done')
+  }
   if (question.includes('loop forever')) return converseToolUse(`t${step}`, 'code_interpreter', { code: `print(${step})` })
   if (question.includes('hello')) {
     // Needs no code; with tool choice "any" the model must still call the tool.
@@ -227,6 +232,65 @@ describe('streaming (stream: true)', () => {
     const res = await api(ctx.service, 'POST', '/v1/responses', { assistant_id: 'asst_missing', stream: true, inputs: [{ role: 'user', content: 'hi' }] })
     expect(res.status).toBe(404)
     expect(res.body.error.code).toBe('not_found')
+  })
+})
+
+describe('background runs, cancel and idempotency', () => {
+  const poll = async (id: string, until: (r: any) => boolean, timeoutMs = 15_000) => {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      const res = await api(ctx.service, 'GET', `/v1/responses/${id}`)
+      if (until(res.body) || Date.now() > deadline) return res.body
+      await new Promise((r) => setTimeout(r, 50))
+    }
+  }
+
+  it('answers 202 queued, shows progress while running, and ends stored', async () => {
+    const assistant = await createAssistant()
+    const res = await respond(assistant, 'slow two steps', { background: true })
+    expect(res.status).toBe(202)
+    expect(res.body).toMatchObject({ object: 'response', status: 'queued', output: [] })
+    const midway = await poll(res.body.id, (r) => r.output.length === 1)
+    expect(midway.status).toBe('in_progress')
+    expect(midway.output[0].outputs[0].text).toBe('first')
+    const done = await poll(res.body.id, (r) => r.status === 'completed')
+    expect(done.output.map((o: any) => o.type)).toEqual(['code_interpreter_call', 'code_interpreter_call', 'message'])
+  })
+
+  it('a cancelled run stops between steps and ends cancelled; an ended one cannot be cancelled', async () => {
+    const assistant = await createAssistant()
+    const res = await respond(assistant, 'slow two steps', { background: true })
+    await poll(res.body.id, (r) => r.output.length >= 1)
+    const cancel = await api(ctx.service, 'POST', `/v1/responses/${res.body.id}/cancel`)
+    expect(cancel.status).toBe(200)
+    expect(cancel.body.cancel_requested).toBe(true)
+    const ended = await poll(res.body.id, (r) => !['queued', 'in_progress'].includes(r.status))
+    expect(ended.status).toBe('cancelled')
+    expect(ended.output.some((o: any) => o.type === 'message')).toBe(false)
+    const again = await api(ctx.service, 'POST', `/v1/responses/${res.body.id}/cancel`)
+    expect(again.status).toBe(409)
+    expect(again.body.error.code).toBe('response_already_ended')
+    expect((await api(ctx.service, 'POST', '/v1/responses/resp_nothing/cancel')).status).toBe(404)
+  })
+
+  it('a retried request with the same Idempotency-Key runs once and returns the same response', async () => {
+    const assistant = await createAssistant()
+    const headers = { authorization: `Bearer ${TEST_KEY}`, 'idempotency-key': `retry-${Date.now()}` }
+    const body = { assistant_id: assistant, inputs: [{ role: 'user', content: 'What is the compound interest on $10,000 at 7% for 20 years?' }] }
+    const before = converse.requests.length
+    const first = await api(ctx.service, 'POST', '/v1/responses', body, headers)
+    const second = await api(ctx.service, 'POST', '/v1/responses', body, headers)
+    expect(second.status).toBe(200)
+    expect(second.body).toEqual(first.body)
+    expect(converse.requests.length - before).toBe(2)
+    const other = await api(ctx.service, 'POST', '/v1/responses', body, { ...headers, 'idempotency-key': `other-${Date.now()}` })
+    expect(other.body.id).not.toBe(first.body.id)
+  })
+
+  it('400 for stream together with background', async () => {
+    const res = await respond(await createAssistant(), 'hi', { stream: true, background: true })
+    expect(res.status).toBe(400)
+    expect(res.body.error.message).toMatch(/^background/)
   })
 })
 
