@@ -13,8 +13,8 @@ import type { ResponseObject } from '../contract/responses'
 import { OrganizationId } from '../contract/api'
 import { ResponseRequest, ScheduleName } from '../contract/responses'
 import { loadApiConfig } from '../config'
-import { createResponse, type ResponsesDeps } from '../core/responses'
-import { type ApiDeps, createDeps } from './deps'
+import { createResponse } from '../core/responses'
+import { type ApiDeps, createDeps, responsesDepsOf } from './deps'
 
 /** The event: ResponseRequest with the organization and the schedule's name required. */
 export const ScheduleEvent = ResponseRequest.safeExtend({ organization_id: OrganizationId, schedule: ScheduleName })
@@ -45,23 +45,6 @@ export function parseScheduleEvent(event: unknown): ScheduleEvent {
   const issue = parsed.error.issues[0]!
   const path = issue.code === 'unrecognized_keys' ? [...issue.path, issue.keys.join(', ')] : issue.path
   throw new ScheduleInputError(`${path.length ? path.join('.') : 'event'}: ${issue.message}`)
-}
-
-/** What POST /v1/responses gets in functions/handlers/app.ts, built from the same deps. */
-export function responsesDepsOf(deps: ApiDeps): ResponsesDeps {
-  const { config } = deps
-  return {
-    model: deps.model,
-    sandbox: deps.sandbox,
-    store: deps.store,
-    orgs: deps.hot,
-    meter: deps.hot,
-    clock: deps.clock,
-    plans: config.plans,
-    defaultPlan: config.defaultPlan,
-    facts: { pythonVersion: config.pythonVersion, timeoutSeconds: Math.round(config.codeTimeoutMs / 1000) },
-    limits: { maxCodeBlocks: config.maxCodeBlocksPerResponse, deadlineMs: config.responseDeadlineMs, codeTimeoutMs: config.codeTimeoutMs },
-  }
 }
 
 export interface ScheduleResult {
