@@ -228,6 +228,33 @@ describe('streaming (stream: true)', () => {
     expect((await api(ctx.service, 'GET', `/v1/responses/${final.id}`)).body).toEqual(final)
   })
 
+  it('streams as it goes, and a client that disconnects still leaves the response stored', async () => {
+    const assistant = await createAssistant()
+    const abort = new AbortController()
+    const started = Date.now()
+    const res = await fetch(ctx.service.url + '/v1/responses', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TEST_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ assistant_id: assistant, stream: true, inputs: [{ role: 'user', content: 'slow two steps' }] }),
+      signal: abort.signal,
+    })
+    const reader = res.body!.getReader()
+    const first = new TextDecoder().decode((await reader.read()).value)
+    // The first event arrives while the two one-second blocks are still to run.
+    expect(Date.now() - started).toBeLessThan(900)
+    const created = JSON.parse(first.split('\n')[1]!.slice('data: '.length))
+    expect(created.type).toBe('response.created')
+    abort.abort()
+    const deadline = Date.now() + 15_000
+    let stored: any
+    do {
+      await new Promise((r) => setTimeout(r, 100))
+      stored = await api(ctx.service, 'GET', `/v1/responses/${created.response.id}`)
+    } while (stored.status !== 200 && Date.now() < deadline)
+    expect(stored.body.status).toBe('completed')
+    expect(stored.body.output.map((o: any) => o.type)).toEqual(['code_interpreter_call', 'code_interpreter_call', 'message'])
+  })
+
   it('answers errors as JSON before any event is sent', async () => {
     const res = await api(ctx.service, 'POST', '/v1/responses', { assistant_id: 'asst_missing', stream: true, inputs: [{ role: 'user', content: 'hi' }] })
     expect(res.status).toBe(404)
