@@ -9,6 +9,7 @@ import { InterpreterApi } from './constructs/rest-api'
 import { SandboxFunction } from './constructs/sandbox'
 import { Schedules } from './constructs/schedules'
 import { Storage } from './constructs/storage'
+import { WorkerFunction } from './constructs/worker'
 
 export interface InterpreterStackProps extends StackProps {
   readonly config: InterpreterConfig
@@ -38,12 +39,21 @@ export class InterpreterStack extends Stack {
     const storage = new Storage(this, 'Storage', { accessLogRetentionDays: config.logRetentionDays })
     // The admin command (`npm run admin -- ... --table <name>`) needs the table's name.
     new CfnOutput(this, 'TableName', { value: storage.table.tableName, description: 'DynamoDB table for npm run admin --table' })
+    // Background responses: the API invokes the worker asynchronously, once per run.
+    const worker = new WorkerFunction(this, 'Worker', {
+      config,
+      sandbox: sandbox.function,
+      table: storage.table,
+      bucket: storage.bucket,
+      logRetention,
+    })
     const api = new ApiFunction(this, 'Api', {
       config,
       sandbox: sandbox.function,
       table: storage.table,
       bucket: storage.bucket,
       logRetention,
+      worker: worker.function,
     })
     new InterpreterApi(this, 'RestApi', { handler: api.function, config, logRetention })
     if (config.schedules.length > 0) {

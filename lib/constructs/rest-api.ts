@@ -108,9 +108,11 @@ export class InterpreterApi extends Construct {
       },
     )
 
-    new CfnOutput(this, 'Url', {
+    const url = new CfnOutput(this, 'Url', {
       value: this.api.urlForPath('/v1'),
       description: 'Base URL of the code interpreter API',
     })
+    // A fixed name the deploy guide and bin/schedule.ts can refer to.
+    url.overrideLogicalId('ApiUrl')
   }
 }

@@ -1,4 +1,4 @@
-import { Aws, Duration, TimeZone, Validations } from 'aws-cdk-lib'
+import { Aws, Duration, TimeZone } from 'aws-cdk-lib'
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch'
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb'
 import * as iam from 'aws-cdk-lib/aws-iam'

@@ -54,6 +54,8 @@ export interface ServiceFunctionProps {
   readonly entry: string
   readonly description: string
   readonly roleDescription: string
+  /** Environment variables beyond the shared ones (added last, so they may override one). */
+  readonly environment?: Record<string, string>
   /** Further function settings (e.g. asynchronous invocation retries and a dead-letter queue). */
   readonly functionProps?: Partial<nodejs.NodejsFunctionProps>
 }
@@ -105,6 +107,7 @@ export class ServiceFunction extends Construct {
         BEDROCK_MODEL_ID: config.bedrockModelIds[0]!,
         BEDROCK_MODEL_IDS: config.bedrockModelIds.join(','),
         NODE_OPTIONS: '--enable-source-maps',
+        ...props.environment,
       },
       bundling: {
         format: nodejs.OutputFormat.ESM,

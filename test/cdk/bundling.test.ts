@@ -4,9 +4,13 @@ import { describe, expect, it } from 'vitest'
 import { buildStack, resourceByPrefix } from './support'
 
 // The one test that runs esbuild, so a broken handler bundle fails here and not at deploy.
-describe('API bundle', () => {
+describe('Node function bundles', () => {
+  // One bundled build (API and worker) for the tests that need no schedules.
+  let bundled: ReturnType<typeof buildStack> | undefined
+  const defaultStack = () => (bundled ??= buildStack({ bundle: true }))
+
   it('is built locally by esbuild as ESM with a require shim', () => {
-    const { app, template } = buildStack({ bundle: true })
+    const { app, template } = defaultStack()
     const fn = resourceByPrefix(template, 'AWS::Lambda::Function', 'ApiFunction')
     const hash = String(fn.resource.Properties.Code.S3Key).replace(/\.zip$/, '')
     const bundle = path.join(app.outdir, `asset.${hash}`, 'index.mjs')
@@ -15,5 +19,30 @@ describe('API bundle', () => {
     expect(code.startsWith("import { createRequire } from 'node:module';")).toBe(true)
     expect(code).toMatch(/export\s*\{[^}]*\bhandler\b/)
     expect(fn.resource.Properties.Handler).toBe('index.handler')
+  })
+
+  it('bundles the background worker the same way, from functions/handlers/worker.ts', () => {
+    const { app, template } = defaultStack()
+    const fn = resourceByPrefix(template, 'AWS::Lambda::Function', 'WorkerFunction')
+    const api = resourceByPrefix(template, 'AWS::Lambda::Function', 'ApiFunction')
+    expect(fn.resource.Properties.Code.S3Key).not.toEqual(api.resource.Properties.Code.S3Key)
+    const hash = String(fn.resource.Properties.Code.S3Key).replace(/\.zip$/, '')
+    const code = readFileSync(path.join(app.outdir, `asset.${hash}`, 'index.mjs'), 'utf8')
+    expect(code.startsWith("import { createRequire } from 'node:module';")).toBe(true)
+    expect(code).toMatch(/export\s*\{[^}]*\bhandler\b/)
+    expect(fn.resource.Properties.Handler).toBe('index.handler')
+  })
+
+  it('bundles the schedule function the same way', () => {
+    const schedules = [
+      { name: 'n', schedule: 'rate(1 day)', organizationId: 'org_a', assistantId: 'asst_a', inputs: [{ role: 'user', content: 'hi' }] },
+    ]
+    const { app, template } = buildStack({ bundle: true, interpreter: { schedules } })
+    const fn = resourceByPrefix(template, 'AWS::Lambda::Function', 'SchedulesRunnerFunction')
+    const hash = String(fn.resource.Properties.Code.S3Key).replace(/\.zip$/, '')
+    const code = readFileSync(path.join(app.outdir, `asset.${hash}`, 'index.mjs'), 'utf8')
+    expect(code.startsWith("import { createRequire } from 'node:module';")).toBe(true)
+    expect(code).toMatch(/export\s*\{[^}]*\bhandler\b/)
+    expect(code).toContain('Invalid scheduled event')
   })
 })

@@ -56,6 +56,9 @@ describe('cdk-nag AwsSolutions', () => {
         'CodeInterpreter/RestApi/Api: AwsSolutions-APIG6',
         'CodeInterpreter/RestApi/Api: AwsSolutions-COG4',
         'CodeInterpreter/Sandbox/Role: AwsSolutions-IAM5[Resource::*]',
+        'CodeInterpreter/Worker/Function: AwsSolutions-L1',
+        'CodeInterpreter/Worker/Role/DefaultPolicy: AwsSolutions-IAM5[Resource::<StorageBucket5CB7C8EA.Arn>/*]',
+        'CodeInterpreter/Worker/Role/DefaultPolicy: AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:*::foundation-model/anthropic.claude-sonnet-4-5-20250929-v1:0]',
       ].sort(),
     )
     for (const reason of acks.values()) expect(reason.length).toBeGreaterThan(40)

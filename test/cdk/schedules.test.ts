@@ -1,7 +1,9 @@
+import { readFileSync } from 'node:fs'
 import { Validations } from 'aws-cdk-lib'
 import { AwsSolutionsChecks } from 'cdk-nag'
 import { describe, expect, it } from 'vitest'
-import { parseInterpreterConfig, scheduleExpressionProblem } from '../../lib/config'
+import { parseInterpreterConfig, scheduleConfigSchema, scheduleExpressionProblem } from '../../lib/config'
+import { projectPath } from '../../lib/paths'
 import { RUN_MAX_EVENT_AGE, RUN_RETRY_ATTEMPTS } from '../../lib/constructs/schedules'
 import { buildStack, cdkJsonContext, resourceByPrefix } from './support'
 
@@ -89,8 +91,11 @@ describe('scheduled analyses', () => {
 
   it('retries a failed run with Lambda (asynchronous invocation) and dead-letters it to the same queue', () => {
     expect(scheduleFn.resource.Properties.DeadLetterConfig).toEqual({ TargetArn: { 'Fn::GetAtt': [dlq.logicalId, 'Arn'] } })
-    const [[, invokeConfig]] = ofType('AWS::Lambda::EventInvokeConfig')
-    expect(invokeConfig!.Properties).toMatchObject({
+    const invokeConfigs = ofType('AWS::Lambda::EventInvokeConfig').filter(
+      ([, c]) => c.Properties.FunctionName.Ref === scheduleFn.logicalId,
+    )
+    expect(invokeConfigs).toHaveLength(1)
+    expect(invokeConfigs[0]![1].Properties).toMatchObject({
       FunctionName: { Ref: scheduleFn.logicalId },
       MaximumRetryAttempts: RUN_RETRY_ATTEMPTS,
       MaximumEventAgeInSeconds: RUN_MAX_EVENT_AGE.toSeconds(),
@@ -132,14 +137,16 @@ describe('scheduled analyses', () => {
     expect(lambdaStatements).toHaveLength(1)
   })
 
-  it('gives the schedule function the API function\'s environment and rights, plus its dead-letter queue', () => {
+  it('gives the schedule function the API function\'s environment and rights (but not the worker), plus its dead-letter queue', () => {
     const apiFn = resourceByPrefix(template, 'AWS::Lambda::Function', 'ApiFunction')
+    const { WORKER_FUNCTION_NAME, ...apiVariables } = apiFn.resource.Properties.Environment.Variables
+    expect(WORKER_FUNCTION_NAME).toBeDefined()
     expect(scheduleFn.resource.Properties).toMatchObject({
       Runtime: 'nodejs22.x',
       Architectures: ['arm64'],
       Timeout: apiFn.resource.Properties.Timeout,
-      Environment: apiFn.resource.Properties.Environment,
     })
+    expect(scheduleFn.resource.Properties.Environment).toEqual({ Variables: apiVariables })
     expect(scheduleFn.resource.Properties.VpcConfig).toBeUndefined()
     const fnRole = scheduleFn.resource.Properties.Role['Fn::GetAtt'][0] as string
     const apiRole = apiFn.resource.Properties.Role['Fn::GetAtt'][0] as string
@@ -148,7 +155,8 @@ describe('scheduled analyses', () => {
     const scheduleStatements = withoutLogs(statements(fnRole))
     const deadLetter = scheduleStatements.filter((s) => s.Sid === undefined)
     expect(deadLetter).toEqual([{ Effect: 'Allow', Action: 'sqs:SendMessage', Resource: { 'Fn::GetAtt': [dlq.logicalId, 'Arn'] } }])
-    expect(scheduleStatements.filter((s) => s.Sid !== undefined)).toEqual(withoutLogs(statements(apiRole)))
+    const apiStatements = withoutLogs(statements(apiRole)).filter((s) => s.Sid !== 'InvokeWorker')
+    expect(scheduleStatements.filter((s) => s.Sid !== undefined)).toEqual(apiStatements)
   })
 
   it('encrypts the dead-letter queue, refuses plain HTTP to it, and alarms on its depth', () => {
@@ -228,5 +236,24 @@ describe('schedule config', () => {
     expect(scheduleExpressionProblem('cron(0 12 * * ? * *)')).toMatch(/got 7/)
     expect(scheduleExpressionProblem('cron(0 $ * * ? *)')).toMatch(/field 2 \(hours\)/)
     expect(scheduleExpressionProblem('at(2026-01-01T00:00:00)')).toMatch(/must be cron/)
+  })
+})
+
+describe('docs/deploy.md', () => {
+  const doc = readFileSync(projectPath('docs/deploy.md'), 'utf8')
+
+  it('has an example schedule that the config accepts', () => {
+    const example = /An example entry[\s\S]*?```json\n([\s\S]*?)```/.exec(doc)?.[1]
+    expect(example).toBeDefined()
+    const [s] = parseInterpreterConfig({ bedrockModelIds: ['anthropic.claude-3-5-haiku-20241022-v1:0'], schedules: [JSON.parse(example!)] }).schedules
+    expect(s!.name).toBe('nightly-interest')
+  })
+
+  it('documents every config key', () => {
+    const config = parseInterpreterConfig({ bedrockModelIds: ['anthropic.claude-3-5-haiku-20241022-v1:0'] })
+    const keys = Object.entries(config).flatMap(([key, value]) =>
+      value && typeof value === 'object' && !Array.isArray(value) ? Object.keys(value).map((k) => `${key}.${k}`) : [key],
+    )
+    for (const key of [...keys, ...Object.keys(scheduleConfigSchema.shape)]) expect(doc, key).toContain(`| \`${key}\` |`)
   })
 })

@@ -145,6 +145,10 @@ function fakeDeps(model: ModelProvider) {
   const store = {
     getAssistant: async (org: string, id: string) => (org === ASSISTANT.organization_id && id === ASSISTANT.id ? ASSISTANT : undefined),
     putResponse: async (r: ResponseObject) => void stored.push(r),
+    getResponse: async () => undefined,
+    getConversation: async () => undefined,
+    getSessionState: async () => undefined,
+    putSessionState: async () => true,
   }
   const hot = { getOrganization: async () => undefined, tryConsumeExecution: async () => true }
   const config = {
