@@ -215,8 +215,12 @@ export class DynamoStore
     return item.state as string | undefined
   }
 
+  sessionStateFits(state: string): boolean {
+    return state.length <= MAX_SESSION_STATE_CHARS
+  }
+
   async putSessionState(organizationId: string, sessionId: string, state: string, now: Date): Promise<boolean> {
-    if (state.length > MAX_SESSION_STATE_CHARS) return false
+    if (!this.sessionStateFits(state)) return false
     await this.doc.send(
       new PutCommand({
         TableName: this.table,

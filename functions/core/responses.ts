@@ -14,7 +14,8 @@ import type { AssistantStore, OrganizationStore, ResponseStore, SessionStore, Us
 export interface ResponsesDeps {
   model?: ModelProvider
   sandbox: Sandbox
-  store: AssistantStore & ResponseStore & SessionStore
+  store: ResponseStore & SessionStore
+  assistants: AssistantStore
   orgs: OrganizationStore
   meter: UsageMeter
   clock: Clock
@@ -57,7 +58,7 @@ export async function prepareResponse(
 ): Promise<PreparedResponse> {
   assertOrganization(caller, request.organization_id)
   const org = caller.organizationId
-  const assistant = await deps.store.getAssistant(org, request.assistant_id)
+  const assistant = await deps.assistants.getAssistant(org, request.assistant_id)
   if (!assistant) throw notFound('assistant', request.assistant_id)
   const mode = effectiveMode(request.tools, assistant.tools)
   const planName = (await deps.orgs.getOrganization(org))?.plan ?? deps.defaultPlan
@@ -76,7 +77,8 @@ export async function prepareResponse(
   }
   const session = sessionId ?? newId('sess')
   const inputs = [...history, ...request.inputs]
-  const initialState = await deps.store.getSessionState(org, session)
+  // A session this request just made up has no state yet: no need to look.
+  const initialState = sessionId ? await deps.store.getSessionState(org, session) : undefined
   const tools = request.tools ?? assistant.tools
   const queued = (id: string): ResponseObject => ({
     id,
@@ -117,14 +119,16 @@ export async function prepareResponse(
   )
   if (request.schedule) response.schedule = request.schedule
   if (request.previous_response_id) response.previous_response_id = request.previous_response_id
-  if (stateChanged && state !== undefined && !(await deps.store.putSessionState(org, session, state, deps.clock.now()))) {
-    response.session_notice = STATE_TOO_LARGE
-  }
+  const saveState = stateChanged && state !== undefined
+  if (saveState && !deps.store.sessionStateFits(state)) response.session_notice = STATE_TOO_LARGE
   const answer = [...response.output].reverse().find((o) => o.type === 'message')
   const conversation = {
     messages: [...inputs, ...(answer?.type === 'message' ? [{ role: 'assistant' as const, content: answer.content.map((c) => c.text).join('') }] : [])],
   }
-  await deps.store.putResponse(response, conversation)
+  await Promise.all([
+    saveState && !response.session_notice ? deps.store.putSessionState(org, session, state, deps.clock.now()) : undefined,
+    deps.store.putResponse(response, conversation),
+  ])
   return response
   }
   return { queued, run }

@@ -97,8 +97,10 @@ export async function runResponse(
   let state = input.state
   let stateChanged = false
   const emit = (event: RunEvent) => {
+    if (!deps.onEvent) return
     try {
-      deps.onEvent?.(structuredClone(event))
+      // A copy: the listener must not see later changes to the response being built.
+      deps.onEvent(structuredClone(event))
     } catch {
       // A listener's failure (e.g. a closed stream) never stops the run.
     }

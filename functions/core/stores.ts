@@ -48,6 +48,8 @@ export interface KeyAdmin {
 export interface SessionStore {
   /** The session's serialized Python state (base64), if it has any. */
   getSessionState(organizationId: string, sessionId: string): Promise<string | undefined>
+  /** Whether the store keeps a state this large. */
+  sessionStateFits(state: string): boolean
   /** False when the state is larger than the store keeps; then the session has no state. */
   putSessionState(organizationId: string, sessionId: string, state: string, now: Date): Promise<boolean>
 }

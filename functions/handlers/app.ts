@@ -142,7 +142,7 @@ export function createApiHandler(deps: ApiDeps) {
       path: '/v1/assistants',
       handler: (async (event) => {
         const who = await caller(event)
-        return json(200, await assistants.createAssistant(who, parseBody(event, AssistantCreate), deps.store, deps.clock))
+        return json(200, await assistants.createAssistant(who, parseBody(event, AssistantCreate), deps.hot, deps.clock))
       }) as Route,
     },
     {
@@ -152,26 +152,26 @@ export function createApiHandler(deps: ApiDeps) {
         const who = await caller(event)
         const query = ListQuery.safeParse(event.queryStringParameters ?? {})
         if (!query.success) throw invalidRequest(`${query.error.issues[0]?.path.join('.')}: ${query.error.issues[0]?.message}`)
-        return json(200, await assistants.listAssistants(who, deps.store, query.data.limit, query.data.after))
+        return json(200, await assistants.listAssistants(who, deps.hot, query.data.limit, query.data.after))
       }) as Route,
     },
     {
       method: 'GET',
       path: '/v1/assistants/{id}',
-      handler: (async (event) => json(200, await assistants.getAssistant(await caller(event), pathId(event), deps.store))) as Route,
+      handler: (async (event) => json(200, await assistants.getAssistant(await caller(event), pathId(event), deps.hot))) as Route,
     },
     {
       method: 'POST',
       path: '/v1/assistants/{id}',
       handler: (async (event) => {
         const who = await caller(event)
-        return json(200, await assistants.updateAssistant(who, pathId(event), parseBody(event, AssistantUpdate), deps.store, deps.clock))
+        return json(200, await assistants.updateAssistant(who, pathId(event), parseBody(event, AssistantUpdate), deps.hot, deps.clock))
       }) as Route,
     },
     {
       method: 'DELETE',
       path: '/v1/assistants/{id}',
-      handler: (async (event) => json(200, await assistants.deleteAssistant(await caller(event), pathId(event), deps.store))) as Route,
+      handler: (async (event) => json(200, await assistants.deleteAssistant(await caller(event), pathId(event), deps.hot))) as Route,
     },
   ]
 

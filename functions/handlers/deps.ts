@@ -70,6 +70,7 @@ export function responsesDepsOf(deps: ApiDeps): ResponsesDeps {
     model: deps.model,
     sandbox: deps.sandbox,
     store: deps.store,
+    assistants: deps.hot,
     orgs: deps.hot,
     meter: deps.hot,
     clock: deps.clock,

@@ -142,15 +142,17 @@ const ASSISTANT: Assistant = {
 /** In-memory stand-ins for the ports createResponse uses; nothing reaches AWS. */
 function fakeDeps(model: ModelProvider) {
   const stored: ResponseObject[] = []
+  const getAssistant = async (org: string, id: string) => (org === ASSISTANT.organization_id && id === ASSISTANT.id ? ASSISTANT : undefined)
   const store = {
-    getAssistant: async (org: string, id: string) => (org === ASSISTANT.organization_id && id === ASSISTANT.id ? ASSISTANT : undefined),
+    getAssistant,
     putResponse: async (r: ResponseObject) => void stored.push(r),
     getResponse: async () => undefined,
     getConversation: async () => undefined,
     getSessionState: async () => undefined,
     putSessionState: async () => true,
+    sessionStateFits: () => true,
   }
-  const hot = { getOrganization: async () => undefined, tryConsumeExecution: async () => true }
+  const hot = { getAssistant, getOrganization: async () => undefined, tryConsumeExecution: async () => true }
   const config = {
     sandboxFunctionName: 'x',
     tenantIsolation: true,
