@@ -74,6 +74,7 @@ class Config:
     single_tenant: bool
     uid_exclusive: bool
     standbys: int
+    max_result_bytes: int
     extra: dict = field(default_factory=dict)
 
     @staticmethod
@@ -106,4 +107,6 @@ class Config:
                       wipe_tmp=env.get("SANDBOX_WIPE_TMP") == "1",
                       single_tenant=env.get("SANDBOX_SINGLE_TENANT", "1") == "1",
                       uid_exclusive=env.get("SANDBOX_UID_EXCLUSIVE") == "1",
-                      standbys=_standbys(env))
+                      standbys=_standbys(env),
+                      # Lambda answers at most 6 MB (6,291,456 bytes) synchronously; keep a margin.
+                      max_result_bytes=_int_env(env, "SANDBOX_MAX_RESULT_BYTES", 6_000_000, 65_536))

@@ -20,7 +20,7 @@ ERROR = b"x"      # JSON {name, message, traceback}
 NOTICE = b"n"     # text from the sandbox itself (limits, dropped state)
 STATE = b"s"      # serialized namespace
 DONE = b"d"       # JSON {status, dropped}
-TRUNCATED = b"t"  # empty: text output was cut here (the count comes with DONE)
+TRUNCATED = b"t"  # text output was cut here; payload: bytes dropped so far (decimal)
 TYPES = {READY, STDOUT, STDERR, RESULT, IMAGE, ERROR, NOTICE, STATE, DONE, TRUNCATED}
 
 

@@ -165,6 +165,37 @@ class Outputs:
         return [i for i in self.items if not (i["type"] == "text" and i["text"] == "")]
 
 
+def fit_result(result: dict, limit: int) -> None:
+    """Keep the result under Lambda's response limit (6 MB), saying what was left out: first
+    the largest files and images, then the Python state, then the longest texts."""
+    def size() -> int:
+        return len(json.dumps(result, separators=(",", ":")))
+
+    if size() <= limit:
+        return
+    outputs = result["outputs"]
+    notes = []
+    for item in sorted((o for o in outputs if o["type"] in ("file", "image")), key=lambda o: -len(o["data"])):
+        outputs.remove(item)
+        label = f"file {item['filename']}" if item["type"] == "file" else "an image"
+        notes.append(f"[{label} was left out: the result would exceed {limit} bytes]")
+        if size() + sum(len(n) + 64 for n in notes) <= limit:
+            break
+    if result.get("state") and size() > limit:
+        del result["state"]
+        notes.append("[the Python state was not kept: the result would exceed the size limit]")
+    outputs.extend({"type": "text", "source": "sandbox", "text": n} for n in notes)
+    while size() > limit:
+        texts = [o for o in outputs if o["type"] in ("text", "error") and len(o.get("text") or o.get("traceback") or "") > 64]
+        if not texts:
+            break
+        longest = max(texts, key=lambda o: len(o.get("text") or o.get("traceback") or ""))
+        field = "text" if longest["type"] == "text" else "traceback"
+        cut = len(longest[field]) // 2
+        result["output_dropped_bytes"] = result.get("output_dropped_bytes", 0) + len(longest[field][cut:].encode())
+        longest[field] = longest[field][:cut] + "\n[cut: the result would exceed the size limit]"
+
+
 def _proc_status(pid: str) -> dict | None:
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -240,7 +271,9 @@ class Runner:
         self.layers["subreaper"] = True
         self._make_scratch_root()
         for uid in self.uids:
-            if not self._kill_uid(uid):
+            # A runner before this one may have died with a block running: its processes are not
+            # in this runner's tree, so look at every process of the uid.
+            if not self._kill_uid(uid, everywhere=True):
                 raise SandboxError(f"processes of slot uid {uid} survive and cannot be killed")
         self.baseline = self._baseline_processes()
         self._start_zygote()
@@ -560,6 +593,7 @@ class Runner:
         }
         if state_b64 is not None:
             result["state"] = state_b64
+        fit_result(result, self.config.max_result_bytes)
         self.blocks += 1
 
         def after() -> None:
@@ -586,7 +620,7 @@ class Runner:
                 frames.RESULT: limits["max_output_bytes"] + 4096, frames.NOTICE: 64 << 10,
                 frames.IMAGE: limits["max_files_bytes"] + 4096, frames.ERROR: JSON_FRAME_CAP,
                 frames.STATE: limits["max_state_bytes"] + 4096, frames.DONE: JSON_FRAME_CAP,
-                frames.TRUNCATED: 0}
+                frames.TRUNCATED: 32}
         reader = FrameReader(caps)
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         deadline = time.monotonic() + limits["timeout_ms"] / 1000
@@ -618,10 +652,13 @@ class Runner:
                         block.done = True
                         block.status = done["status"]
                         dropped = done.get("dropped", 0)
-                        block.child_dropped = dropped if isinstance(dropped, int) and 0 <= dropped < 1 << 50 else 0
+                        if isinstance(dropped, int) and 0 <= dropped < 1 << 50:
+                            block.child_dropped = max(block.child_dropped, dropped)
                         self._drain_stdio(sb, outputs, decoder)
                         return
                     self._apply_frame(kind, payload, outputs)
+                    if kind == frames.TRUNCATED and payload.isdigit():
+                        block.child_dropped = max(block.child_dropped, min(int(payload), 1 << 50))
                     if kind == frames.STATE:
                         block.state = base64.b64encode(payload).decode()
         block.ended = True
@@ -707,13 +744,14 @@ class Runner:
         finally:
             os.setresuid(0, 0, 0)
 
-    def _kill_uid(self, uid: int) -> bool:
+    def _kill_uid(self, uid: int, everywhere: bool = False) -> bool:
         """Kill every process of the uid and verify that none is left alive. As the subreaper
         the runner inherits every orphan, so the uid's processes are all in its subtree: a walk
         of that tree (a few processes) verifies, instead of a scan of all of /proc."""
         for attempt in range(200):
             self._reap_orphans()
-            if uid not in self._descendants().values():
+            alive = live_pids_of_uid(uid) if everywhere else [p for p, u in self._descendants().items() if u == uid]
+            if not alive:
                 return True
             self._signal_uid(uid)
             if attempt:
@@ -827,6 +865,18 @@ class Runner:
                     pass
 
     def _wipe(self, child_pid: int, uid: int | None) -> None:
+        # Whatever else a block put in the scratch root (one uid for all, deployed) goes too.
+        waiting = {str(sb.pid) for sb in self.standbys} | {str(p) for p in self._zygote_children()}
+        try:
+            for entry in os.listdir(self.config.scratch_root):
+                if entry not in waiting and entry != str(child_pid):
+                    full = os.path.join(self.config.scratch_root, entry)
+                    if os.path.isdir(full) and not os.path.islink(full):
+                        shutil.rmtree(full, ignore_errors=True)
+                    else:
+                        os.unlink(full)
+        except OSError:
+            pass
         scratch = os.path.join(self.config.scratch_root, str(child_pid))
         if os.path.lexists(scratch):
             if os.path.isdir(scratch) and not os.path.islink(scratch):
@@ -838,9 +888,11 @@ class Runner:
         standby_uids = {sb.uid for sb in self.standbys} | set(self.pending)
         for base in ("/tmp", "/var/tmp", "/dev/shm"):
             try:
-                # Unchanged since the last look: nothing was added at its top level.
+                # Unchanged since the last look: nothing was added at its top level. File times
+                # are coarse (a clock tick), so a directory changed within the last second is
+                # always looked at again.
                 mtime = os.stat(base).st_mtime_ns
-                if self.tmp_mtimes.get(base) == mtime:
+                if self.tmp_mtimes.get(base) == mtime and time.time_ns() - mtime > 1_000_000_000:
                     continue
                 entries = os.listdir(base)
             except OSError:

@@ -46,6 +46,7 @@ SLOT_UID = 61017
 
 
 _next_uid = [63000]
+_root_workers = [0]
 
 
 class Worker:
@@ -58,11 +59,15 @@ class Worker:
         if posture == "deployed" and os.geteuid() == 0:
             _next_uid[0] += 1
             self.uid = _next_uid[0]
+        # Root workers alive at the same time must not share slot uids (start-up kills them all).
+        self.slot_uid = SLOT_UID if _root_workers[0] == 0 else 61100 + 8 * _root_workers[0]
+        if posture == "root":
+            _root_workers[0] += 1
         self.scratch = f"/tmp/sbx-test-{posture}-{os.getpid()}-{time.monotonic_ns()}"
         env = {
             "PATH": "/usr/bin:/bin",
             "SANDBOX_SCRATCH_ROOT": self.scratch,
-            "SANDBOX_SLOT_UID": str(SLOT_UID),
+            "SANDBOX_SLOT_UID": str(self.slot_uid),
             "SANDBOX_POSTURE": posture,
             # Secrets a block must never see: the runner holds them like Lambda's credentials.
             "AWS_SECRET_ACCESS_KEY": SECRET,
@@ -166,7 +171,7 @@ def errors(result: dict) -> list[dict]:
 
 def block_uids(w: Worker) -> list[int]:
     if w.posture == "root":
-        return [SLOT_UID + k for k in range(8)]
+        return [w.slot_uid + k for k in range(8)]
     return [w.uid if os.geteuid() == 0 else os.geteuid()]
 
 

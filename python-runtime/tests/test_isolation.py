@@ -1,12 +1,14 @@
 """Isolation: each layer is attacked by a real snippet and checked from outside."""
+import json
 import os
 import socket
+import struct
 import threading
 import time
 
 import pytest
 
-from conftest import SECRET, SLOT_UID, _children, errors, survivors, texts
+from conftest import SECRET, Worker, _children, errors, survivors, texts
 
 MARKER_DIR = "/var/tmp"
 
@@ -166,7 +168,7 @@ def test_fork_exec_bypass_runs_without_privilege_or_network(worker, listener):
     time.sleep(0.05)
     assert hits == []
     if worker.posture == "root":
-        assert r["status"] == "failed" or texts(r).split()[0] in {str(SLOT_UID + k) for k in range(8)}
+        assert r["status"] == "failed" or texts(r).split()[0] in {str(worker.slot_uid + k) for k in range(8)}
 
 
 def test_double_forked_setsid_daemon_does_not_survive(worker):
@@ -304,7 +306,7 @@ def test_layers_are_reported(worker):
     for layer in ("nondumpable", "subreaper", "clean_env", "close_fds", "rlimits", "no_new_privs", "seccomp"):
         assert layers.get(layer), layer
     if worker.posture == "root":
-        assert layers["uid"] == SLOT_UID and layers["netns"] and layers["uid_kill"]
+        assert layers["uid"] == worker.slot_uid and layers["netns"] and layers["uid_kill"]
     else:
         assert "netns" not in layers and not layers["uid_kill"]
 
@@ -396,3 +398,29 @@ def test_zygote_is_single_threaded_and_holds_no_secret(worker):
     with open(f"/proc/{worker.zygote_pid}/environ", "rb") as f:
         environ = f.read().decode()
     assert SECRET not in environ and "AWS_" not in environ
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the root posture needs root")
+def test_a_new_runner_kills_what_a_dead_runner_left_behind(fresh_worker):
+    first = fresh_worker("root")
+    marker = marker_path("orphan")
+    daemon = ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(2)\n"
+              f"    open({marker!r}, 'w').write('survived')\n    os._exit(0)\nwhile True: time.sleep(1)")
+    data = json.dumps({"payload": {"version": 1, "request_id": "t", "code": daemon}, "tenant_id": "org_test"}).encode()
+    first.proc.stdin.write(struct.pack(">I", len(data)) + data)
+    first.proc.stdin.flush()
+    time.sleep(0.5)
+    first.proc.kill()  # the runner dies mid-block; its zygote follows (parent-death signal)
+    first.proc.wait()
+    from sandbox.runner import live_pids_of_uid
+    assert any(live_pids_of_uid(first.slot_uid + k) for k in range(8))
+    # The next runner on the same slot uids kills them before it forks a standby.
+    second = Worker("root", {"SANDBOX_SLOT_UID": str(first.slot_uid)})
+    try:
+        leftovers = [p for k in range(8) for p in live_pids_of_uid(first.slot_uid + k)
+                     if p not in {int(c) for c in _children(second.zygote_pid)}]
+        assert leftovers == []
+        time.sleep(2)
+        assert not os.path.exists(marker)
+    finally:
+        second.close()

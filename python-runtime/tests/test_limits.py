@@ -135,3 +135,14 @@ def test_catastrophic_regex_hits_the_timeout(worker):
     r = worker.run("import re\nre.match(r'(a+)+$', 'a' * 40 + 'b')", limits={"timeout_ms": 1000})
     assert r["status"] == "timed_out"
     assert_healthy(worker)
+
+
+def test_a_result_past_lambdas_limit_is_cut_down_with_notices(worker):
+    # JSON escapes a control character as 6 bytes: 1 MiB of \x01 and a 3 MiB file overflow 6 MB.
+    code = ("import sys\nsys.stdout.write('\\x01' * (1024 * 1024))\n"
+            "open('big.bin', 'wb').write(b'x' * (3 * 1024 * 1024))\nx = 1")
+    r = worker.run(code, want_state=True)
+    import json
+    assert len(json.dumps(r, separators=(",", ":"))) <= 6_000_000
+    assert not any(o["type"] == "file" for o in r["outputs"])
+    assert "file big.bin was left out" in texts(r, "sandbox")

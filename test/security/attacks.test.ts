@@ -1,0 +1,187 @@
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { createServer, type Server } from 'node:net'
+import type { AddressInfo } from 'node:net'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { api, execute, startTestService } from '../support/local'
+
+// Attacks through the public HTTP API against the local server (root posture: each block runs as
+// its own slot uid, in an empty network namespace, under seccomp). Each one checks what the caller
+// gets back and, from outside, that nothing escaped: no marker file, no surviving process, the
+// server healthy and another organization's next request unaffected. The deployed posture (one
+// non-root uid, no namespaces) runs the same attacks at the runtime level in
+// python-runtime/tests/test_isolation.py and test_limits.py.
+const UID_BASE = 62900
+const SECRET = 'server-secret-7c1e55aa'
+const MARKER = `/var/tmp/sci-attack-marker-${process.pid}`
+
+let ctx: Awaited<ReturnType<typeof startTestService>>
+let victimKey: string
+let listener: Server
+let hits = 0
+
+const status = (pid: number): Record<string, string> | undefined => {
+  try {
+    return Object.fromEntries(
+      readFileSync(`/proc/${pid}/status`, 'utf8')
+        .split('\n')
+        .map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()]),
+    )
+  } catch {
+    return undefined
+  }
+}
+const children = (pid: number): number[] => {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean).map(Number)
+  } catch {
+    return []
+  }
+}
+
+/** Live processes of the slot uids that are not a zygote's standby. */
+function survivors(): number[] {
+  const zygotes = new Set(ctx.service.pool.workerPids().flatMap(children))
+  const found: number[] = []
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    const st = status(Number(entry))
+    if (!st || st.State?.startsWith('Z')) continue
+    const uid = Number(st.Uid?.split(/\s+/)[0])
+    if (uid >= UID_BASE && uid < UID_BASE + 16 && !zygotes.has(Number(st.PPid))) found.push(Number(entry))
+  }
+  return found
+}
+
+async function settle() {
+  for (let i = 0; i < 100; i++) {
+    const s = ctx.service.pool.stats()
+    if (s.busy === 0 && s.queued === 0 && survivors().length === 0) return
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
+beforeAll(async () => {
+  process.env.PROVIDER_SECRET_FOR_ATTACK_TEST = SECRET
+  ctx = await startTestService({ SANDBOX_SLOT_UID_BASE: String(UID_BASE), CODE_TIMEOUT_MS: '3000' })
+  victimKey = await ctx.service.issueKey('org_victim')
+  listener = createServer((socket) => {
+    hits += 1
+    socket.destroy()
+  })
+  await new Promise<void>((r) => listener.listen(0, '127.0.0.1', () => r()))
+})
+afterAll(async () => {
+  delete process.env.PROVIDER_SECRET_FOR_ATTACK_TEST
+  listener?.close()
+  rmSync(MARKER, { force: true })
+  await ctx?.stop()
+})
+
+interface Attack {
+  name: string
+  code: (ports: { listener: number; api: number; lambda: number }) => string
+  /** What the caller must get back. */
+  expect: 'failed' | 'timed_out' | 'completed' | 'not-completed' | 'any'
+  /** A check of the outputs (e.g. the message names what was refused). */
+  check?: (body: any) => void
+}
+
+const noSecret = (body: any) => expect(JSON.stringify(body)).not.toContain(SECRET)
+const errorName = (...names: string[]) => (body: any) => expect(names).toContain(body.outputs.find((o: any) => o.type === 'error')?.name)
+const sys = (x86: number, arm: number) => `(${x86} if __import__('os').uname().machine == 'x86_64' else ${arm})`
+const rawSyscall = (nr: string, ...args: string[]) =>
+  `import ctypes\nf = ctypes.pythonapi.syscall\nf.restype = ctypes.c_long\nprint('rc', f(ctypes.c_long(${nr})${args.map((a) => `, ${a}`).join('')}))`
+
+const ATTACKS: Attack[] = [
+  // network, in every form
+  { name: 'tcp to a loopback listener', code: (p) => `import socket\nsocket.create_connection(('127.0.0.1', ${p.listener}), 2)`, expect: 'failed' },
+  { name: 'tcp to the API itself', code: (p) => `import socket\nsocket.create_connection(('127.0.0.1', ${p.api}), 2)`, expect: 'failed' },
+  { name: 'the local Lambda endpoint', code: (p) => `import urllib.request\nurllib.request.urlopen('http://127.0.0.1:${p.lambda}/2015-03-31/functions/sandbox/invocations', b'{}', 2)`, expect: 'failed' },
+  { name: 'the Lambda Runtime API port', code: () => `import urllib.request\nurllib.request.urlopen('http://127.0.0.1:9001/2018-06-01/runtime/invocation/next', timeout=2)`, expect: 'failed' },
+  { name: 'an outside address', code: () => `import socket\nsocket.create_connection(('1.1.1.1', 443), 2)`, expect: 'failed' },
+  { name: 'the instance metadata service', code: () => `import urllib.request\nurllib.request.urlopen('http://169.254.169.254/latest/meta-data/', timeout=2)`, expect: 'failed' },
+  { name: 'DNS', code: () => `import socket\nsocket.getaddrinfo('example.com', 443)`, expect: 'failed' },
+  { name: 'a raw socket', code: () => `import socket\nsocket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)`, expect: 'failed' },
+  { name: 'a unix socket path', code: () => `import socket\nsocket.socket(socket.AF_UNIX).connect('/var/run/docker.sock')`, expect: 'failed' },
+  { name: '_socket under the audit hook', code: (p) => `import _socket\ns = _socket.socket(2, 1)\ns.connect(('127.0.0.1', ${p.listener}))`, expect: 'failed' },
+  { name: 'socket() through ctypes', code: () => rawSyscall(sys(41, 198), 'ctypes.c_long(2)', 'ctypes.c_long(1)', 'ctypes.c_long(0)'), expect: 'completed', check: (b) => expect(b.outputs[0].text).toBe('rc -1') },
+  // credentials and secrets
+  { name: 'the environment', code: () => `import os\nprint(dict(os.environ))`, expect: 'completed', check: noSecret },
+  { name: 'every /proc/*/environ and cmdline', code: () => "import os\nfor p in os.listdir('/proc'):\n    for f in ('environ', 'cmdline'):\n        try: print(open(f'/proc/{p}/{f}','rb').read())\n        except Exception: pass", expect: 'completed', check: noSecret },
+  { name: "the parent's environ", code: () => "import os\nprint(open(f'/proc/{os.getppid()}/environ','rb').read())", expect: 'failed', check: noSecret },
+  { name: "the runner's memory", code: () => "import os\nppid = int(open(f'/proc/{os.getppid()}/status').read().split('PPid:')[1].split()[0])\nprint(open(f'/proc/{ppid}/mem','rb').read(16))", expect: 'failed' },
+  { name: "the runner's source, for weaknesses", code: () => "import sandbox.runner, inspect\nprint(len(inspect.getsource(sandbox.runner)))", expect: 'completed', check: noSecret },
+  { name: 'ptrace of the parent', code: () => rawSyscall(sys(101, 117), 'ctypes.c_long(16)', 'ctypes.c_long(__import__("os").getppid())', 'None', 'None'), expect: 'completed', check: (b) => expect(b.outputs[0].text).toBe('rc -1') },
+  { name: 'inherited descriptors', code: () => "import os\nprint(sorted(os.readlink(f'/proc/self/fd/{f}') for f in os.listdir('/proc/self/fd') if os.path.exists(f'/proc/self/fd/{f}')))", expect: 'completed', check: (b) => expect(b.outputs[0].text).not.toContain('socket:') },
+  // filesystem
+  { name: 'a write outside the scratch directory', code: () => `open('${MARKER}', 'w').write('escaped')`, expect: 'completed' },
+  { name: 'a write into the code', code: () => "import sandbox, os\nopen(os.path.join(os.path.dirname(sandbox.__file__), 'evil.py'), 'w')", expect: 'failed', check: errorName('PermissionError') },
+  { name: 'a .pth for the next interpreter', code: () => "open('/tmp/zzz-evil.pth', 'w').write('import os')", expect: 'completed' },
+  { name: 'a symlink to /etc/shadow', code: () => "import os\nos.symlink('/etc/shadow', 'shadow.txt')", expect: 'completed', check: (b) => expect(b.outputs.some((o: any) => o.type === 'file')).toBe(false) },
+  { name: 'reading /etc/shadow', code: () => "print(open('/etc/shadow').read())", expect: 'failed', check: errorName('PermissionError') },
+  { name: '.. out of the scratch root', code: () => "import os\nprint(os.listdir('../..'))\nprint(os.listdir('..'))", expect: 'failed' },
+  { name: 'a huge file', code: () => "f = open('big', 'wb')\nwhile True: f.write(b'x' * (1 << 20))", expect: 'failed', check: (b) => expect(JSON.stringify(b)).toContain('File too large') },
+  { name: 'many files', code: () => "for i in range(3000): open(f'f{i}', 'w').write('x')", expect: 'completed' },
+  // processes
+  { name: 'a fork bomb', code: () => "import os\nwhile True:\n    try: os.fork()\n    except OSError: pass", expect: 'not-completed' },
+  { name: 'a setsid daemon that writes later', code: () => `import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        time.sleep(1)\n        open('${MARKER}', 'w').write('daemon')\n        os._exit(0)\n    os._exit(0)\nprint('left')`, expect: 'completed' },
+  { name: 'a fork-and-exit hopper', code: () => "import os\nif os.fork() == 0:\n    os.setsid()\n    while True:\n        if os.fork(): os._exit(0)\nprint('hop')", expect: 'completed' },
+  // The child exits after its block: a thread left running dies with it.
+  { name: 'a thread that keeps running', code: () => `import threading, time\ndef later():\n    time.sleep(1)\n    open('${MARKER}', 'w').write('thread')\nthreading.Thread(target=later).start()`, expect: 'completed' },
+  { name: 'ignoring SIGTERM past the limit', code: () => "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True: time.sleep(0.01)", expect: 'timed_out' },
+  { name: 'os._exit', code: () => "import os\nos._exit(9)", expect: 'failed', check: (b) => expect(JSON.stringify(b)).toContain('status 9') },
+  { name: 'killing the parent', code: () => "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)", expect: 'failed', check: errorName('PermissionError') },
+  { name: 'kill(-1)', code: () => "import os, signal\nos.kill(-1, signal.SIGKILL)\nprint('alive')", expect: 'completed' },
+  // native code and programs
+  { name: 'ctypes loading a library', code: () => "import ctypes\nctypes.CDLL('libc.so.6')", expect: 'failed', check: errorName('PermissionError') },
+  { name: 'os.system', code: () => "import os\nos.system('id')", expect: 'failed', check: errorName('PermissionError') },
+  { name: 'subprocess', code: () => "import subprocess\nsubprocess.run(['sh', '-c', 'env'])", expect: 'failed', check: errorName('PermissionError') },
+  { name: 'pty', code: () => "import pty\npty.spawn('/bin/sh')", expect: 'failed', check: errorName('PermissionError') },
+  { name: 'unshare and mount', code: () => rawSyscall(sys(272, 97), 'ctypes.c_long(0x10000000)'), expect: 'completed', check: (b) => expect(b.outputs[0].text).toBe('rc -1') },
+  { name: 'bpf', code: () => rawSyscall(sys(321, 280), 'ctypes.c_long(0)', 'None', 'ctypes.c_long(0)'), expect: 'completed', check: (b) => expect(b.outputs[0].text).toBe('rc -1') },
+  // resources
+  { name: 'a memory bomb', code: () => 'x = bytearray(64 * 1024**3)', expect: 'failed', check: errorName('MemoryError') },
+  { name: 'a CPU spin', code: () => 'while True: pass', expect: 'timed_out' },
+  { name: 'huge output', code: () => "while True: print('x' * 10000)", expect: 'timed_out', check: (b) => expect(b.output_dropped_bytes).toBeGreaterThan(0) },
+  { name: 'deep recursion', code: () => 'def f(n): return f(n + 1)\nf(0)', expect: 'failed', check: errorName('RecursionError') },
+  { name: 'a giant integer', code: () => 'x = 10 ** (10 ** 10)', expect: 'timed_out' },
+  { name: 'a catastrophic regex', code: () => "import re\nre.match(r'(a+)+$', 'a' * 64 + 'b')", expect: 'timed_out' },
+  // Python-level escapes
+  { name: 'reaching Popen through a subclass walk', code: () => "import subprocess\nfor c in ().__class__.__base__.__subclasses__():\n    if c.__name__ == 'Popen':\n        c(['id'])\nraise SystemExit('Popen not found')", expect: 'failed', check: errorName('PermissionError') },
+  { name: '_posixsubprocess.fork_exec', code: (p) => `import _posixsubprocess, os\nr, w = os.pipe()\npid = _posixsubprocess.fork_exec([b'/bin/sh', b'-c', b'id -u; cat /proc/1/environ; exec 3<>/dev/tcp/127.0.0.1/${p.listener}'], [b'/bin/sh'], True, (w,), None, None, -1, -1, -1, -1, w, w, -1, -1, False, False, -1, None, None, None, -1, None, False)\nos.close(w)\nos.waitpid(pid, 0)\nprint(os.read(r, 10000).decode())`, expect: 'any', check: noSecret },
+]
+
+describe('attacks through the HTTP API (root posture)', () => {
+  it('has at least 40 distinct attacks', () => {
+    expect(new Set(ATTACKS.map((a) => a.name)).size).toBe(ATTACKS.length)
+    expect(ATTACKS.length).toBeGreaterThanOrEqual(40)
+  })
+
+  it.each(ATTACKS.map((a) => [a.name, a] as const))('%s', async (_name, attack) => {
+    const ports = {
+      listener: (listener.address() as AddressInfo).port,
+      api: Number(new URL(ctx.service.url).port),
+      lambda: Number(new URL(ctx.service.lambdaUrl).port),
+    }
+    rmSync(MARKER, { force: true })
+    const hitsBefore = hits
+    const res = await execute(ctx.service, attack.code(ports))
+    // The caller gets a clean result, never a server error.
+    expect(res.status).toBe(200)
+    const got = res.body.status
+    if (attack.expect === 'not-completed') expect(['failed', 'timed_out']).toContain(got)
+    else if (attack.expect !== 'any') expect(got).toBe(attack.expect)
+    attack.check?.(res.body)
+    noSecret(res.body)
+    // Nothing escaped, checked from outside.
+    await settle()
+    expect(survivors()).toEqual([])
+    await new Promise((r) => setTimeout(r, /daemon|thread/.test(attack.name) ? 1300 : 10))
+    expect(existsSync(MARKER)).toBe(false)
+    expect(existsSync('/tmp/zzz-evil.pth')).toBe(false)
+    expect(hits).toBe(hitsBefore)
+    // The server is healthy, and another organization is unaffected.
+    const victim = await api(ctx.service, 'POST', '/v1/executions', { organization_id: 'org_victim', code: 'print(6 * 7)' }, { authorization: `Bearer ${victimKey}` })
+    expect(victim.body.outputs).toEqual([{ type: 'text', source: 'stdout', text: '42' }])
+  })
+})
