@@ -13,6 +13,8 @@ const LocalEnv = z.object({
   SANDBOX_WORKERS: z.coerce.number().int().min(1).max(64).default(cpus().length),
   SANDBOX_QUEUE_LIMIT: z.coerce.number().int().min(0).max(10_000).default(64),
   SANDBOX_SLOT_UID_BASE: z.coerce.number().int().min(1000).max(4_000_000_000).default(61_000),
+  /** As root: run worker i as the non-root uid base+i in the deployed posture (as inside Lambda). */
+  SANDBOX_WORKER_UID_BASE: z.coerce.number().int().min(1000).max(4_000_000_000).optional(),
   CODE_TIMEOUT_MS: z.coerce.number().int().min(100).max(900_000).default(30_000),
   /** Plan of LOCAL_ORGANIZATION_ID (and of organizations made by issueKey); default: the most capable. */
   LOCAL_PLAN: z.string().optional(),

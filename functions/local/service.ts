@@ -1,4 +1,5 @@
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { dirname, join, resolve } from 'node:path'
@@ -55,6 +56,27 @@ function workerEnv(config: LocalConfig): Record<string, string> {
   return env
 }
 
+/** A world-readable copy of python-runtime/ (without its tests) for workers under other uids. */
+function publicRuntimeCopy(): string {
+  const base = mkdtempSync(join(tmpdir(), 'sandbox-runtime-'))
+  chmodSync(base, 0o755)
+  const target = join(base, 'python-runtime')
+  cpSync(join(PROJECT_ROOT, 'python-runtime'), target, {
+    recursive: true,
+    filter: (src) => !/[/\\](tests|__pycache__|\.pytest_cache)$/.test(src),
+  })
+  const open = (path: string) => {
+    chmodSync(path, 0o755)
+    for (const entry of readdirSync(path, { withFileTypes: true })) {
+      const full = join(path, entry.name)
+      if (entry.isDirectory()) open(full)
+      else chmodSync(full, 0o644)
+    }
+  }
+  open(target)
+  return target
+}
+
 const close = (server: Server) => new Promise<void>((r) => server.close(() => r()))
 
 /**
@@ -78,9 +100,16 @@ export async function startLocalService(
   if (persist) mkdirSync(config.DATA_DIR, { recursive: true })
   const dynamo = await startLocalDynamo(persist ? join(config.DATA_DIR, 'dynamodb') : undefined, TABLE_NAME)
   if (persist) writeFileSync(localDynamoEndpointFile(config.DATA_DIR), dynamo.endpoint)
+  const workerUidBase = config.SANDBOX_WORKER_UID_BASE
+  if (workerUidBase !== undefined && process.getuid?.() !== 0) {
+    throw new Error('SANDBOX_WORKER_UID_BASE needs the server to run as root (it starts workers as other uids)')
+  }
+  // Workers under another uid may not be able to read a checkout under a private directory.
+  const runtimeDir = workerUidBase === undefined ? join(PROJECT_ROOT, 'python-runtime') : publicRuntimeCopy()
   const pool = new WorkerPool({
     python,
-    script: join(PROJECT_ROOT, 'python-runtime', 'local_worker.py'),
+    workerUidBase,
+    script: join(runtimeDir, 'local_worker.py'),
     size: config.SANDBOX_WORKERS,
     queueLimit: config.SANDBOX_QUEUE_LIMIT,
     env: workerEnv(config),
@@ -160,6 +189,7 @@ export async function startLocalService(
       api.closeAllConnections()
       lambda.closeAllConnections()
       await Promise.all([close(api), close(lambda), close(dynamo.server)])
+      if (runtimeDir !== join(PROJECT_ROOT, 'python-runtime')) rmSync(dirname(runtimeDir), { recursive: true, force: true })
     },
   }
 }

