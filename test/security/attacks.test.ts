@@ -19,6 +19,7 @@ const MARKER = `/var/tmp/sci-attack-marker-${process.pid}`
 let ctx: Awaited<ReturnType<typeof startTestService>>
 let victimKey: string
 let listener: Server
+let runtimeApi: Server | undefined
 let hits = 0
 
 const status = (pid: number): Record<string, string> | undefined => {
@@ -100,7 +101,10 @@ const ATTACKS: Attack[] = [
   { name: 'tcp to a loopback listener', code: (p) => `import socket\nsocket.create_connection(('127.0.0.1', ${p.listener}), 2)`, expect: 'failed' },
   { name: 'tcp to the API itself', code: (p) => `import socket\nsocket.create_connection(('127.0.0.1', ${p.api}), 2)`, expect: 'failed' },
   { name: 'the local Lambda endpoint', code: (p) => `import urllib.request\nurllib.request.urlopen('http://127.0.0.1:${p.lambda}/2015-03-31/functions/sandbox/invocations', b'{}', 2)`, expect: 'failed' },
-  { name: 'the Lambda Runtime API port', code: () => `import urllib.request\nurllib.request.urlopen('http://127.0.0.1:9001/2018-06-01/runtime/invocation/next', timeout=2)`, expect: 'failed' },
+  // Lambda's Runtime API answers any process on 127.0.0.1:9001; a stand-in listens there.
+  { name: 'the Runtime API: replaying GET /next', code: () => `import urllib.request\nurllib.request.urlopen('http://127.0.0.1:9001/2018-06-01/runtime/invocation/next', timeout=2)`, expect: 'failed' },
+  { name: 'the Runtime API: posting a forged response', code: () => `import urllib.request\nurllib.request.urlopen('http://127.0.0.1:9001/2018-06-01/runtime/invocation/current/response', b'{"status":"completed"}', 2)`, expect: 'failed' },
+  { name: 'the Runtime API: a daemon waiting for the next invocation', code: () => `import os, time, socket\nif os.fork() == 0:\n    os.setsid()\n    for _ in range(30):\n        try:\n            socket.create_connection(('127.0.0.1', 9001), 1)\n            open('${MARKER}', 'w').write('connected')\n        except Exception:\n            time.sleep(0.1)\n    os._exit(0)\nprint('waiting')`, expect: 'completed' },
   { name: 'an outside address', code: () => `import socket\nsocket.create_connection(('1.1.1.1', 443), 2)`, expect: 'failed' },
   { name: 'the instance metadata service', code: () => `import urllib.request\nurllib.request.urlopen('http://169.254.169.254/latest/meta-data/', timeout=2)`, expect: 'failed' },
   { name: 'DNS', code: () => `import socket\nsocket.getaddrinfo('example.com', 443)`, expect: 'failed' },
@@ -171,10 +175,17 @@ describe.each([
       socket.destroy()
     })
     await new Promise<void>((r) => listener.listen(0, '127.0.0.1', () => r()))
+    runtimeApi = createServer((socket) => {
+      hits += 1
+      socket.destroy()
+    })
+    // The Runtime API stand-in; if the port is taken here, the attacks still must fail.
+    await new Promise<void>((r) => runtimeApi!.once('error', () => r()).listen(9001, '127.0.0.1', () => r()))
   })
   afterAll(async () => {
     delete process.env.PROVIDER_SECRET_FOR_ATTACK_TEST
     listener?.close()
+    runtimeApi?.close()
     rmSync(MARKER, { force: true })
     await ctx?.stop()
   })
@@ -214,7 +225,7 @@ describe.each([
     // Nothing escaped, checked from outside.
     await settle()
     expect(survivors()).toEqual([])
-    await new Promise((r) => setTimeout(r, /daemon|thread/.test(attack.name) ? 1300 : 10))
+    await new Promise((r) => setTimeout(r, /daemon|thread|waiting/.test(attack.name) ? 1300 : 10))
     expect(existsSync(MARKER)).toBe(false)
     expect(existsSync('/tmp/zzz-evil.pth')).toBe(false)
     expect(hits).toBe(hitsBefore)
