@@ -233,9 +233,9 @@ export class WorkerPool {
     return this.workers.length
   }
 
-  stats(): { idle: number; busy: number; starting: number; queued: number } {
+  stats(): { idle: number; busy: number; cleaning: number; starting: number; queued: number } {
     const count = (s: Worker['state']) => this.workers.filter((w) => w.state === s).length
-    return { idle: count('idle'), busy: count('busy'), starting: count('starting'), queued: this.queue.length }
+    return { idle: count('idle'), busy: count('busy'), cleaning: count('cleaning'), starting: count('starting'), queued: this.queue.length }
   }
 
   async stop(): Promise<void> {

@@ -68,9 +68,9 @@ function survivors(): number[] {
 }
 
 async function settle() {
-  for (let i = 0; i < 150; i++) {
+  for (let i = 0; i < 250; i++) {
     const s = ctx.service.pool.stats()
-    if (s.busy === 0 && s.queued === 0 && s.starting === 0 && survivors().length === 0) return
+    if (s.busy === 0 && s.cleaning === 0 && s.queued === 0 && s.starting === 0 && survivors().length === 0) return
     await new Promise((r) => setTimeout(r, 20))
   }
 }
@@ -156,6 +156,15 @@ const ATTACKS: Attack[] = [
   { name: 'deep recursion', code: () => 'def f(n): return f(n + 1)\nf(0)', expect: 'failed', check: errorName('RecursionError') },
   { name: 'a giant integer', code: () => 'x = 10 ** (10 ** 10)', expect: 'timed_out' },
   { name: 'a catastrophic regex', code: () => "import re\nre.match(r'(a+)+$', 'a' * 64 + 'b')", expect: 'timed_out' },
+  { name: 'sys.exit with a status', code: () => 'import sys\nsys.exit(3)', expect: 'failed', check: errorName('SystemExit') },
+  // cffi is not in the sandbox's stack here; where it is, its dlopen meets the same seccomp filter.
+  { name: 'cffi', code: () => "try:\n    import cffi\n    ffi = cffi.FFI()\n    ffi.cdef('int socket(int, int, int);')\n    print('rc', ffi.dlopen(None).socket(2, 1, 0))\nexcept ImportError:\n    print('rc -1')", expect: 'any', check: (b) => expect(JSON.stringify(b)).not.toMatch(/rc [0-9]/) },
+  { name: 'multiprocessing', code: () => "from multiprocessing import get_context\nwith get_context('fork').Pool(4) as p:\n    print(sum(p.map(abs, range(-50, 0))))", expect: 'any' },
+  { name: "matplotlib's config dir", code: () => "import matplotlib, os\nd = matplotlib.get_configdir()\nopen(os.path.join(d, 'matplotlibrc'), 'w').write('backend: TkAgg')", expect: 'any' },
+  { name: 'a module on sys.path under /tmp', code: () => "import sys\nopen('/tmp/zzz_evilmod.py', 'w').write('PLANTED = 1')\nopen('/tmp/sitecustomize.py', 'w').write('PLANTED = 1')\nsys.path.insert(0, '/tmp')\nimport zzz_evilmod", expect: 'completed' },
+  { name: 'exception formatting that runs code', code: () => "class E(Exception):\n    def __str__(self):\n        import os\n        os.system('id')\n        return 'x'\nraise E()", expect: 'failed' },
+  { name: "gc.get_objects() for the runner's secrets", code: () => "import gc\nprint([o for o in gc.get_objects() if isinstance(o, str) and ('SECRET' in o or 'AWS_' in o)][:20])", expect: 'completed', check: noSecret },
+  { name: 'files and state left for the next organization', code: () => "open('/tmp/zzz-left.txt', 'w').write('org_test data')\nopen('left.csv', 'w').write('a,b')\nplanted = 'org_test state'", expect: 'completed' },
   // Python-level escapes
   { name: 'reaching Popen through a subclass walk', code: () => "import subprocess\nfor c in ().__class__.__base__.__subclasses__():\n    if c.__name__ == 'Popen':\n        c(['id'])\nraise SystemExit('Popen not found')", expect: 'failed', check: errorName('PermissionError') },
   { name: '_posixsubprocess.fork_exec', code: (p) => `import _posixsubprocess, os\nr, w = os.pipe()\npid = _posixsubprocess.fork_exec([b'/bin/sh', b'-c', b'id -u; cat /proc/1/environ; exec 3<>/dev/tcp/127.0.0.1/${p.listener}'], [b'/bin/sh'], True, (w,), None, None, -1, -1, -1, -1, w, w, -1, -1, False, False, -1, None, None, None, -1, None, False)\nos.close(w)\nos.waitpid(pid, 0)\nprint(os.read(r, 10000).decode())`, expect: 'any', check: noSecret },
@@ -224,13 +233,73 @@ describe.each([
     }
     // Nothing escaped, checked from outside.
     await settle()
-    expect(survivors()).toEqual([])
+    expect(survivors().map((pid) => `${pid} ppid=${status(pid)?.PPid} uid=${status(pid)?.Uid?.split(/\s+/)[0]} ${cmdline(pid).replace(/\0/g, ' ')}`)).toEqual([])
     await new Promise((r) => setTimeout(r, /daemon|thread|waiting/.test(attack.name) ? 1300 : 10))
     expect(existsSync(MARKER)).toBe(false)
     expect(existsSync('/tmp/zzz-evil.pth')).toBe(false)
+    expect(existsSync('/tmp/zzz_evilmod.py') || existsSync('/tmp/sitecustomize.py') || existsSync('/tmp/zzz-left.txt')).toBe(false)
     expect(hits).toBe(hitsBefore)
-    // The server is healthy, and another organization is unaffected.
-    const victim = await api(ctx.service, 'POST', '/v1/executions', { organization_id: 'org_victim', code: 'print(6 * 7)' }, { authorization: `Bearer ${victimKey}` })
-    expect(victim.body.outputs).toEqual([{ type: 'text', source: 'stdout', text: '42' }])
+    // The server is healthy, and another organization's next block meets nothing of this one:
+    // no files, no state, no module planted on a path.
+    const victim = await api(
+      ctx.service,
+      'POST',
+      '/v1/executions',
+      {
+        organization_id: 'org_victim',
+        code: "import os, glob, sys\nprint(6 * 7, os.listdir('.'), glob.glob('/tmp/zzz*'), 'planted' in globals(), '/tmp' in sys.path)",
+      },
+      { authorization: `Bearer ${victimKey}` },
+    )
+    expect(victim.body.outputs).toEqual([{ type: 'text', source: 'stdout', text: '42 [] [] False False' }])
+  })
+})
+
+describe('API abuse: another organization\'s ids in every route', () => {
+  beforeAll(async () => {
+    posture = 'root'
+    ctx = await startTestService({ SANDBOX_SLOT_UID_BASE: String(UID_BASE), SANDBOX_WORKERS: '1' })
+  })
+  afterAll(async () => ctx?.stop())
+
+  it('answers 404 (never the object) for every id of another organization', async () => {
+    const owner = await api(ctx.service, 'POST', '/v1/assistants', { name: 'private', tools: [] })
+    const asst = owner.body.id
+    const thief = { authorization: `Bearer ${await ctx.service.issueKey('org_thief')}` }
+    const routes: [string, string, unknown?][] = [
+      ['GET', `/v1/assistants/${asst}`],
+      ['POST', `/v1/assistants/${asst}`, { name: 'mine now' }],
+      ['DELETE', `/v1/assistants/${asst}`],
+      ['GET', '/v1/responses/resp_doesnotexist'],
+      ['POST', '/v1/responses/resp_doesnotexist/cancel'],
+    ]
+    for (const [method, path, body] of routes) {
+      const res = await api(ctx.service, method, path, body, thief)
+      expect([method, path, res.status]).toEqual([method, path, 404])
+      expect(JSON.stringify(res.body)).not.toContain('private')
+    }
+    // Naming the other organization in a body is refused outright.
+    const named = await api(ctx.service, 'POST', '/v1/assistants', { organization_id: 'org_test', name: 'x' }, thief)
+    expect(named.status).toBe(403)
+    // The owner still has it, unchanged.
+    expect((await api(ctx.service, 'GET', `/v1/assistants/${asst}`)).body.name).toBe('private')
+  })
+
+  it('refuses path tricks in ids, form bodies and missing keys with clear codes', async () => {
+    expect((await api(ctx.service, 'GET', '/v1/assistants/..%2F..%2Fetc')).status).toBe(400)
+    const form = await api(ctx.service, 'POST', '/v1/executions', 'organization_id=org_test&code=1', {
+      authorization: 'Bearer test_key_0123456789abcdefABCDEF',
+      'content-type': 'application/x-www-form-urlencoded',
+    })
+    expect(form.status).toBe(400)
+    expect(form.body.error.code).toBe('invalid_json')
+    expect((await api(ctx.service, 'GET', '/v1/assistants', undefined, {})).body.error.code).toBe('unauthorized')
+  })
+
+  it('answers a normal request correctly and quickly after the suite', async () => {
+    const started = performance.now()
+    const res = await execute(ctx.service, "print(f'{10000 * 1.07 ** 20:,.2f}')")
+    expect(res.body.outputs).toEqual([{ type: 'text', source: 'stdout', text: '38,696.84' }])
+    expect(performance.now() - started).toBeLessThan(2_000)
   })
 })
