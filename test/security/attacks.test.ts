@@ -117,7 +117,9 @@ const ATTACKS: Attack[] = [
   { name: 'every /proc/*/environ and cmdline', code: () => "import os\nfor p in os.listdir('/proc'):\n    for f in ('environ', 'cmdline'):\n        try: print(open(f'/proc/{p}/{f}','rb').read())\n        except Exception: pass", expect: 'completed', check: noSecret },
   { name: "the parent's environ", code: () => "import os\nprint(open(f'/proc/{os.getppid()}/environ','rb').read())", expect: 'failed', check: noSecret },
   { name: "the runner's memory", code: () => "import os\nppid = int(open(f'/proc/{os.getppid()}/status').read().split('PPid:')[1].split()[0])\nprint(open(f'/proc/{ppid}/mem','rb').read(16))", expect: 'failed' },
-  { name: "the runner's source, for weaknesses", code: () => "import sandbox.runner, inspect\nprint(len(inspect.getsource(sandbox.runner)))", expect: 'completed', check: noSecret },
+  // The source is no secret (it is public, and readable inside Lambda); whether the block can read
+  // it depends on where the checkout lives (a private home directory refuses the slot uid).
+  { name: "the runner's source, for weaknesses", code: () => "import sandbox.runner, inspect\nprint(len(inspect.getsource(sandbox.runner)))", expect: 'any', check: noSecret },
   { name: 'ptrace of the parent', code: () => rawSyscall(sys(101, 117), 'ctypes.c_long(16)', 'ctypes.c_long(__import__("os").getppid())', 'None', 'None'), expect: 'completed', check: (b) => expect(b.outputs[0].text).toBe('rc -1') },
   { name: 'inherited descriptors', code: () => "import os\nprint(sorted(os.readlink(f'/proc/self/fd/{f}') for f in os.listdir('/proc/self/fd') if os.path.exists(f'/proc/self/fd/{f}')))", expect: 'completed', check: (b) => expect(b.outputs[0].text).not.toContain('socket:') },
   // filesystem
