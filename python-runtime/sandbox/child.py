@@ -18,7 +18,7 @@ import sys
 import traceback
 import types
 
-from . import frames, kernel
+from . import frames, kernel, paths
 
 CELL = "<cell>"
 MAX_JOB_BYTES = 64 << 20
@@ -349,15 +349,7 @@ def run_job(job: dict, result_w: int, limits: Limits) -> str:
 
 def _empty_working_directory() -> None:
     """A same-uid block (deployed posture) may have planted files in a standby's directory."""
-    for entry in os.listdir("."):
-        if os.path.isdir(entry) and not os.path.islink(entry):
-            import shutil
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            try:
-                os.unlink(entry)
-            except OSError:
-                pass
+    paths.empty(".")
 
 
 def standby_and_run(conf: dict, drop_uid: int | None, job_r: int, result_w: int, stdio_w: int,

@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 
-from . import contract, frames, kernel
+from . import contract, frames, kernel, paths
 from .config import Config
 
 log = logging.getLogger("sandbox.runner")
@@ -294,7 +294,7 @@ class Runner:
             # Someone else's (or a symlinked) directory could redirect our wipes: refuse it.
             if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
                 raise SandboxError(f"scratch root {root} exists and is not a directory owned by this runner")
-            self._wipe_dir_contents(root)
+            paths.empty(root)
         os.chmod(root, 0o711)
 
     def _baseline_processes(self) -> set[tuple[int, str | None]]:
@@ -483,7 +483,7 @@ class Runner:
         if sb.uid is not None:
             self._kill_uid(sb.uid)
             self.free_uids.append(sb.uid)
-        shutil.rmtree(os.path.join(self.config.scratch_root, str(sb.pid)), ignore_errors=True)
+        paths.remove(os.path.join(self.config.scratch_root, str(sb.pid)))
 
     def _take_standby(self) -> Standby:
         for attempt in range(3):
@@ -842,47 +842,11 @@ class Runner:
             time.sleep(0.0005)
         return not self._sweep_candidates(protected, child_pid)
 
-    def _wipe_dir_contents(self, path: str) -> None:
-        def onerror(func, p, _exc):
-            try:
-                os.chmod(os.path.dirname(p), 0o700)
-                os.chmod(p, 0o700)
-                func(p)
-            except OSError:
-                pass
-
-        for entry in os.listdir(path):
-            full = os.path.join(path, entry)
-            if os.path.isdir(full) and not os.path.islink(full):
-                if sys.version_info >= (3, 12):
-                    shutil.rmtree(full, onexc=onerror)
-                else:
-                    shutil.rmtree(full, onerror=onerror)
-            else:
-                try:
-                    os.unlink(full)
-                except OSError:
-                    pass
-
     def _wipe(self, child_pid: int, uid: int | None) -> None:
         # Whatever else a block put in the scratch root (one uid for all, deployed) goes too.
-        waiting = {str(sb.pid) for sb in self.standbys} | {str(p) for p in self._zygote_children()}
-        try:
-            for entry in os.listdir(self.config.scratch_root):
-                if entry not in waiting and entry != str(child_pid):
-                    full = os.path.join(self.config.scratch_root, entry)
-                    if os.path.isdir(full) and not os.path.islink(full):
-                        shutil.rmtree(full, ignore_errors=True)
-                    else:
-                        os.unlink(full)
-        except OSError:
-            pass
-        scratch = os.path.join(self.config.scratch_root, str(child_pid))
-        if os.path.lexists(scratch):
-            if os.path.isdir(scratch) and not os.path.islink(scratch):
-                shutil.rmtree(scratch, ignore_errors=True)
-            else:
-                os.unlink(scratch)
+        # Standbys being forked are the zygote's children too; the finished block's child may still be.
+        waiting = {str(sb.pid) for sb in self.standbys} | {str(p) for p in self._zygote_children() - {child_pid}}
+        paths.empty(self.config.scratch_root, keep=waiting)
         # Anything else the block left where the next block (or a restarted zygote) would look.
         keep = {self.config.scratch_root, self.mpl_dir}
         standby_uids = {sb.uid for sb in self.standbys} | set(self.pending)
@@ -909,15 +873,8 @@ class Runner:
                        (self.config.wipe_tmp and uid is None and st.st_uid == os.getuid())
                 if st.st_uid in standby_uids and st.st_uid != uid:
                     ours = False
-                if not ours:
-                    continue
-                if stat.S_ISDIR(st.st_mode):
-                    shutil.rmtree(full, ignore_errors=True)
-                else:
-                    try:
-                        os.unlink(full)
-                    except OSError:
-                        pass
+                if ours:
+                    paths.remove(full)
             try:
                 self.tmp_mtimes[base] = os.stat(base).st_mtime_ns
             except OSError:
