@@ -171,7 +171,11 @@ def fit_result(result: dict, limit: int) -> None:
     def size() -> int:
         return len(json.dumps(result, separators=(",", ":")))
 
-    if size() <= limit:
+    # JSON at most sextuples a character (\u00XX): small results need no serializing here.
+    raw = len(result.get("state") or "") + sum(
+        len(o.get("data", "")) + len(o.get("text", "")) + len(o.get("traceback", "")) + len(o.get("message", "")) + 200
+        for o in result["outputs"])
+    if raw * 6 <= limit or size() <= limit:
         return
     outputs = result["outputs"]
     notes = []
