@@ -1,6 +1,7 @@
 import { z } from 'zod'
 import { OrganizationId } from '../functions/contract/api'
 import { AssistantId, InputMessage, ScheduleName, ToolSpec } from '../functions/contract/responses'
+import { DEFAULT_PLANS } from '../functions/core/plans'
 
 /** The cdk.json context key that holds the whole deployment configuration. */
 export const CONFIG_CONTEXT_KEY = 'interpreter'
@@ -50,6 +51,34 @@ const throttlingSchema = z
     burstLimit: z.number().int().min(1).default(100),
   })
   .strict()
+
+/** API Gateway usage plan of one organization plan: per-client throttle and a daily quota. */
+const usagePlanSchema = z
+  .object({
+    rateLimit: z.number().positive(),
+    burstLimit: z.number().int().min(1),
+    requestsPerDay: z.number().int().min(1),
+  })
+  .strict()
+export type UsagePlanConfig = z.infer<typeof usagePlanSchema>
+
+/** Defaults for the functions' built-in plans (functions/core/plans.ts DEFAULT_PLANS). */
+export const DEFAULT_USAGE_PLANS: Record<string, UsagePlanConfig> = {
+  free: { rateLimit: 1, burstLimit: 2, requestsPerDay: 1_000 },
+  standard: { rateLimit: 10, burstLimit: 20, requestsPerDay: 100_000 },
+  enterprise: { rateLimit: 50, burstLimit: 100, requestsPerDay: 10_000_000 },
+}
+
+// Same names as the functions' plans; each becomes an API Gateway usage plan (and construct id).
+const plansSchema = z
+  .record(z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/, 'a plan name: lowercase letters, digits, _ and -'), usagePlanSchema)
+  .default(DEFAULT_USAGE_PLANS)
+  .superRefine((plans, ctx) => {
+    // The functions get no PLANS_JSON from the stack, so organizations have these plans.
+    for (const name of Object.keys(DEFAULT_PLANS)) {
+      if (!plans[name]) ctx.addIssue({ code: 'custom', path: [name], message: `missing: organizations on plan "${name}" need a usage plan` })
+    }
+  })
 
 const CRON_FIELDS = [
   ['minutes', /^[0-9,\-*/]+$/],
@@ -166,6 +195,7 @@ export const interpreterConfigSchema = z
     api: apiSchema.prefault({}),
     bedrockModelIds: z.array(bedrockModelId).min(1),
     throttling: throttlingSchema.prefault({}),
+    plans: plansSchema,
     logRetentionDays: z
       .number()
       .refine((d) => (LOG_RETENTION_DAYS as readonly number[]).includes(d), {

@@ -55,7 +55,7 @@ export class InterpreterStack extends Stack {
       logRetention,
       worker: worker.function,
     })
-    new InterpreterApi(this, 'RestApi', { handler: api.function, config, logRetention })
+    new InterpreterApi(this, 'RestApi', { handler: api.function, config, logRetention, table: storage.table })
     if (config.schedules.length > 0) {
       new Schedules(this, 'Schedules', {
         config,

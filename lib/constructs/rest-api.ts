@@ -1,22 +1,27 @@
 import { CfnOutput, Duration, Validations } from 'aws-cdk-lib'
 import * as apigw from 'aws-cdk-lib/aws-apigateway'
+import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb'
 import type * as lambda from 'aws-cdk-lib/aws-lambda'
 import * as logs from 'aws-cdk-lib/aws-logs'
 import { Construct } from 'constructs'
 import type { InterpreterConfig } from '../config'
+import { UsagePlans } from './usage-plans'
 
 export interface InterpreterApiProps {
   readonly handler: lambda.IFunction
   readonly config: InterpreterConfig
   readonly logRetention: logs.RetentionDays
+  /** The table the authorizer reads API keys and organizations from. */
+  readonly table: dynamodb.ITableV2
 }
 
 /**
  * The public REST API in front of the API function.
  *
- * Authentication: the API function checks `Authorization: Bearer <key>` against the hashed keys
- * in the table, so no method uses an API Gateway authorizer. One place owns keys, plans and
- * organizations, and the local server (no API Gateway) enforces exactly the same rule.
+ * Authentication: every method but `GET /v1/health` goes through a Lambda REQUEST authorizer
+ * that checks `Authorization: Bearer <key>` against the hashed keys in the table and selects the
+ * usage plan of the organization's plan (see UsagePlans). The API function still checks the key
+ * itself with the same code, so the local server (no API Gateway) enforces the same rule.
  *
  * Transfer mode: every route uses the STREAM integration. The function exports one handler,
  * and a handler is either streaming (it writes the status/headers prelude) or buffered; Lambda
@@ -28,6 +33,7 @@ export interface InterpreterApiProps {
  */
 export class InterpreterApi extends Construct {
   readonly api: apigw.RestApi
+  readonly usagePlans: UsagePlans
 
   constructor(scope: Construct, id: string, props: InterpreterApiProps) {
     super(scope, id)
@@ -39,6 +45,8 @@ export class InterpreterApi extends Construct {
       // Regional: an edge-optimized endpoint cuts streams after 30 s idle, Regional after 5 min.
       endpointConfiguration: { types: [apigw.EndpointType.REGIONAL] },
       cloudWatchRole: false,
+      // The authorizer names the usage plan (its usageIdentifierKey); clients send no x-api-key.
+      apiKeySourceType: apigw.ApiKeySourceType.AUTHORIZER,
       deployOptions: {
         stageName: 'prod',
         throttlingRateLimit: throttling.rateLimit,
@@ -47,6 +55,37 @@ export class InterpreterApi extends Construct {
         accessLogFormat: apigw.AccessLogFormat.jsonWithStandardFields(),
         metricsEnabled: true,
       },
+    })
+
+    this.usagePlans = new UsagePlans(this, 'UsagePlans', {
+      api: this.api,
+      plans: props.config.plans,
+      table: props.table,
+      logRetention: props.logRetention,
+    })
+    const gated: apigw.MethodOptions = {
+      authorizer: this.usagePlans.authorizer,
+      authorizationType: apigw.AuthorizationType.CUSTOM,
+      apiKeyRequired: true,
+    }
+    // The authorizer's 401 and the usage plans' 429 in the API's own error shape.
+    const errorBody = (code: string, message: string) => ({
+      'application/json': JSON.stringify({ error: { code, message } }),
+    })
+    this.api.addGatewayResponse('Unauthorized', {
+      type: apigw.ResponseType.UNAUTHORIZED,
+      statusCode: '401',
+      templates: errorBody('unauthorized', 'Missing or invalid API key. Send "Authorization: Bearer <key>".'),
+    })
+    this.api.addGatewayResponse('QuotaExceeded', {
+      type: apigw.ResponseType.QUOTA_EXCEEDED,
+      statusCode: '429',
+      templates: errorBody('quota_exceeded', "The daily request quota of this organization's plan is used up."),
+    })
+    this.api.addGatewayResponse('Throttled', {
+      type: apigw.ResponseType.THROTTLED,
+      statusCode: '429',
+      templates: errorBody('rate_limited', 'Too many requests; retry shortly.'),
     })
 
     const validator = this.api.addRequestValidator('Validator', {
@@ -69,13 +108,11 @@ export class InterpreterApi extends Construct {
       allowTestInvoke: false,
     })
     const route = (resource: apigw.IResource, method: string, options: apigw.MethodOptions = {}) =>
-      resource.addMethod(method, integration, {
-        authorizationType: apigw.AuthorizationType.NONE,
-        ...options,
-      })
+      resource.addMethod(method, integration, { ...gated, ...options })
 
     const v1 = this.api.root.addResource('v1')
-    route(v1.addResource('health'), 'GET')
+    // Public on purpose (load balancers, uptime checks): no authorizer, no usage plan.
+    route(v1.addResource('health'), 'GET', { authorizationType: apigw.AuthorizationType.NONE, authorizer: undefined, apiKeyRequired: false })
     route(v1.addResource('executions'), 'POST', jsonBody)
     const responses = v1.addResource('responses')
     route(responses, 'POST', jsonBody)
@@ -90,7 +127,7 @@ export class InterpreterApi extends Construct {
       {
         id: 'AwsSolutions-APIG4',
         reason:
-          'Authorization is done by the API function against hashed API keys in DynamoDB (Authorization: Bearer), identically in local mode; /v1/health is public on purpose',
+          'Every method but GET /v1/health uses the Lambda REQUEST authorizer (hashed API keys in DynamoDB, Authorization: Bearer); /v1/health is public on purpose for uptime checks',
       },
       {
         id: 'AwsSolutions-COG4',
@@ -99,7 +136,7 @@ export class InterpreterApi extends Construct {
       {
         id: 'AwsSolutions-APIG3',
         reason:
-          'No WAF by default (cost per deployment); stage throttling and per-key limits in the API function bound abuse. A team can associate its own web ACL with the stage',
+          'No WAF by default (cost per deployment); stage throttling, per-plan usage plans and per-organization limits in the API function bound abuse. A team can associate its own web ACL with the stage',
       },
       {
         id: 'AwsSolutions-APIG6',

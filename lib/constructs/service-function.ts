@@ -44,6 +44,43 @@ export function bedrockModelArns(modelId: string): string[] {
   return arns
 }
 
+/**
+ * What every Node function of the service shares: the handler module (relative to the project
+ * root, exporting `handler`), Node 22 on arm64, bundled by local esbuild to ESM.
+ */
+export function nodeFunctionProps(entry: string) {
+  return {
+    entry: projectPath(entry),
+    handler: 'handler',
+    projectRoot: projectPath(),
+    depsLockFilePath: projectPath('package-lock.json'),
+    // Node 22, not 24: middy 7 and @types/node 22 are what the handlers are built and tested with.
+    runtime: lambda.Runtime.NODEJS_22_X,
+    architecture: lambda.Architecture.ARM_64,
+    bundling: {
+      format: nodejs.OutputFormat.ESM,
+      target: 'node22',
+      mainFields: ['module', 'main'],
+      // Some CommonJS dependencies call require(); ESM output has none unless we make one.
+      banner: "import { createRequire } from 'node:module';const require = createRequire(import.meta.url);",
+      // Bundle the pinned AWS SDK: Invoke's TenantId needs a newer client than the runtime may ship.
+      externalModules: [],
+      minify: true,
+      sourceMap: true,
+      sourcesContent: false,
+    },
+  } satisfies Partial<nodejs.NodejsFunctionProps>
+}
+
+/** The pinned runtime is a choice, not an oversight (cdk-nag AwsSolutions-L1). */
+export function acknowledgeNodeRuntime(fn: lambda.IFunction): void {
+  Validations.of(fn).acknowledge({
+    id: 'AwsSolutions-L1',
+    reason:
+      'Pinned to nodejs22.x on purpose: the handlers, middy 7 and @types/node 22 are built and tested for Node 22, and Node 22 stays in maintenance LTS until April 2027',
+  })
+}
+
 export interface ServiceFunctionProps {
   readonly config: InterpreterConfig
   readonly sandbox: lambda.IFunction
@@ -83,14 +120,8 @@ export class ServiceFunction extends Construct {
     })
 
     this.function = new nodejs.NodejsFunction(this, 'Function', {
+      ...nodeFunctionProps(props.entry),
       description: props.description,
-      entry: projectPath(props.entry),
-      handler: 'handler',
-      projectRoot: projectPath(),
-      depsLockFilePath: projectPath('package-lock.json'),
-      // Node 22, not 24: middy 7 and @types/node 22 are what the handlers are built and tested with.
-      runtime: lambda.Runtime.NODEJS_22_X,
-      architecture: lambda.Architecture.ARM_64,
       memorySize: config.api.memoryMb,
       timeout: Duration.seconds(config.api.timeoutSeconds),
       role: this.role,
@@ -109,26 +140,9 @@ export class ServiceFunction extends Construct {
         NODE_OPTIONS: '--enable-source-maps',
         ...props.environment,
       },
-      bundling: {
-        format: nodejs.OutputFormat.ESM,
-        target: 'node22',
-        mainFields: ['module', 'main'],
-        // Some CommonJS dependencies call require(); ESM output has none unless we make one.
-        banner: "import { createRequire } from 'node:module';const require = createRequire(import.meta.url);",
-        // Bundle the pinned AWS SDK: Invoke's TenantId needs a newer client than the runtime may ship.
-        externalModules: [],
-        minify: true,
-        sourceMap: true,
-        sourcesContent: false,
-      },
       ...props.functionProps,
     })
-
-    Validations.of(this.function).acknowledge({
-      id: 'AwsSolutions-L1',
-      reason:
-        'Pinned to nodejs22.x on purpose: the handlers, middy 7 and @types/node 22 are built and tested for Node 22, and Node 22 stays in maintenance LTS until April 2027',
-    })
+    acknowledgeNodeRuntime(this.function)
 
     this.role.addToPolicy(
       new iam.PolicyStatement({

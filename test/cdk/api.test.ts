@@ -178,7 +178,13 @@ describe('REST API', () => {
   it('uses the one streaming integration on every route, since the function has one handler', () => {
     for (const method of Object.values(methods)) {
       expect(method.Properties.Integration.ResponseTransferMode).toBe('STREAM')
-      expect(method.Properties.AuthorizationType).toBe('NONE')
+    }
+  })
+
+  it('leaves only GET /v1/health open; every other route goes through the authorizer', () => {
+    for (const [id, method] of Object.entries(methods)) {
+      // Authorizer and usage plans in detail: usage-plans.test.ts.
+      expect(method.Properties.AuthorizationType, id).toBe(id.startsWith('RestApiv1healthGET') ? 'NONE' : 'CUSTOM')
     }
   })
 

@@ -33,6 +33,17 @@ describe('Node function bundles', () => {
     expect(fn.resource.Properties.Handler).toBe('index.handler')
   })
 
+  it('bundles the API authorizer the same way, from functions/handlers/authorizer.ts', () => {
+    const { app, template } = defaultStack()
+    const fn = resourceByPrefix(template, 'AWS::Lambda::Function', 'RestApiUsagePlansAuthorizerFunction')
+    const hash = String(fn.resource.Properties.Code.S3Key).replace(/\.zip$/, '')
+    const code = readFileSync(path.join(app.outdir, `asset.${hash}`, 'index.mjs'), 'utf8')
+    expect(code.startsWith("import { createRequire } from 'node:module';")).toBe(true)
+    expect(code).toMatch(/export\s*\{[^}]*\bhandler\b/)
+    expect(code).toContain('PLAN_USAGE_KEYS')
+    expect(fn.resource.Properties.Handler).toBe('index.handler')
+  })
+
   it('bundles the schedule function the same way', () => {
     const schedules = [
       { name: 'n', schedule: 'rate(1 day)', organizationId: 'org_a', assistantId: 'asst_a', inputs: [{ role: 'user', content: 'hi' }] },

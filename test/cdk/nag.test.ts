@@ -52,6 +52,7 @@ describe('cdk-nag AwsSolutions', () => {
         'CodeInterpreter/Api/Role/DefaultPolicy: AwsSolutions-IAM5[Resource::<StorageBucket5CB7C8EA.Arn>/*]',
         'CodeInterpreter/Api/Role/DefaultPolicy: AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:*::foundation-model/anthropic.claude-sonnet-4-5-20250929-v1:0]',
         'CodeInterpreter/RestApi/Api: AwsSolutions-APIG3',
+        'CodeInterpreter/RestApi/UsagePlans/AuthorizerFunction: AwsSolutions-L1',
         'CodeInterpreter/RestApi/Api: AwsSolutions-APIG4',
         'CodeInterpreter/RestApi/Api: AwsSolutions-APIG6',
         'CodeInterpreter/RestApi/Api: AwsSolutions-COG4',
