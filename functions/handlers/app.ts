@@ -20,7 +20,7 @@ import { hashApiKey, newId } from '../core/ids'
 import { getResponse, listResponses, prepareResponse } from '../core/responses'
 import { eventStream } from './sse'
 import { type ApiDeps, responsesDepsOf } from './deps'
-import { apiErrors, header, json, parseBody } from './http'
+import { apiErrors, describeIssue, header, json, parseBody } from './http'
 
 type Route = (event: APIGatewayProxyEvent) => Promise<APIGatewayProxyResult>
 
@@ -128,7 +128,7 @@ export function createApiHandler(deps: ApiDeps) {
       handler: (async (event) => {
         const who = await caller(event)
         const query = ResponsesQuery.safeParse(event.queryStringParameters ?? {})
-        if (!query.success) throw invalidRequest(`${query.error.issues[0]?.path.join('.')}: ${query.error.issues[0]?.message}`)
+        if (!query.success) throw invalidRequest(describeIssue(query.error, 'query'))
         return json(200, await listResponses(who, deps.store, query.data))
       }) as Route,
     },
@@ -151,7 +151,7 @@ export function createApiHandler(deps: ApiDeps) {
       handler: (async (event) => {
         const who = await caller(event)
         const query = ListQuery.safeParse(event.queryStringParameters ?? {})
-        if (!query.success) throw invalidRequest(`${query.error.issues[0]?.path.join('.')}: ${query.error.issues[0]?.message}`)
+        if (!query.success) throw invalidRequest(describeIssue(query.error, 'query'))
         return json(200, await assistants.listAssistants(who, deps.hot, query.data.limit, query.data.after))
       }) as Route,
     },

@@ -19,6 +19,13 @@ export function header(event: APIGatewayProxyEvent, name: string): string | unde
   return undefined
 }
 
+/** "field: message" for the first problem zod found; an unknown field is named itself. */
+export function describeIssue(error: z.ZodError, whole: string): string {
+  const issue = error.issues[0]!
+  const path = issue.code === 'unrecognized_keys' ? [...issue.path, issue.keys.join(', ')] : issue.path
+  return `${path.length ? path.join('.') : whole}: ${issue.message}`
+}
+
 /** Parses the JSON body and validates it with zod; every failure is a 400 naming the field. */
 export function parseBody<T extends z.ZodType>(event: APIGatewayProxyEvent, schema: T): z.infer<T> {
   const text = event.isBase64Encoded ? Buffer.from(event.body ?? '', 'base64').toString('utf8') : (event.body ?? '')
@@ -30,11 +37,7 @@ export function parseBody<T extends z.ZodType>(event: APIGatewayProxyEvent, sche
   }
   const parsed = schema.safeParse(data)
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]!
-    // An unknown field is reported by its own name, not as a problem of its parent object.
-    const path = issue.code === 'unrecognized_keys' ? [...issue.path, issue.keys.join(', ')] : issue.path
-    const field = path.length ? path.join('.') : 'body'
-    throw invalidRequest(`${field}: ${issue.message}`, { issues: parsed.error.issues.map((i) => ({ path: i.path, message: i.message })) })
+    throw invalidRequest(describeIssue(parsed.error, 'body'), { issues: parsed.error.issues.map((i) => ({ path: i.path, message: i.message })) })
   }
   return parsed.data
 }

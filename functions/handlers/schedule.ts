@@ -15,6 +15,7 @@ import { ResponseRequest, ScheduleName } from '../contract/responses'
 import { loadApiConfig } from '../config'
 import { createResponse } from '../core/responses'
 import { type ApiDeps, createDeps, responsesDepsOf } from './deps'
+import { describeIssue } from './http'
 
 /** The event: ResponseRequest with the organization and the schedule's name required. */
 export const ScheduleEvent = ResponseRequest.safeExtend({ organization_id: OrganizationId, schedule: ScheduleName })
@@ -42,9 +43,7 @@ export class ScheduledRunFailedError extends Error {
 export function parseScheduleEvent(event: unknown): ScheduleEvent {
   const parsed = ScheduleEvent.safeParse(event)
   if (parsed.success) return parsed.data
-  const issue = parsed.error.issues[0]!
-  const path = issue.code === 'unrecognized_keys' ? [...issue.path, issue.keys.join(', ')] : issue.path
-  throw new ScheduleInputError(`${path.length ? path.join('.') : 'event'}: ${issue.message}`)
+  throw new ScheduleInputError(describeIssue(parsed.error, 'event'))
 }
 
 export interface ScheduleResult {

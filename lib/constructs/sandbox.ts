@@ -20,6 +20,10 @@ export const SANDBOX_ENI_ACTIONS = [
 
 export const SANDBOX_LOG_ACTIONS = ['logs:CreateLogStream', 'logs:PutLogEvents']
 
+/** Writing to its own log group, and no other: what every function of the stack gets for logs. */
+export const ownLogGroupOnly = (logGroup: logs.ILogGroup) =>
+  new iam.PolicyStatement({ sid: 'OwnLogGroupOnly', actions: SANDBOX_LOG_ACTIONS, resources: [logGroup.logGroupArn] })
+
 export interface SandboxFunctionProps {
   readonly config: InterpreterConfig['sandbox']
   readonly vpc: ec2.IVpc
@@ -54,13 +58,7 @@ export class SandboxFunction extends Construct {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
       description: 'Sandbox Lambda: own logs and VPC network interfaces, nothing else',
     })
-    this.role.addToPolicy(
-      new iam.PolicyStatement({
-        sid: 'OwnLogGroupOnly',
-        actions: SANDBOX_LOG_ACTIONS,
-        resources: [this.logGroup.logGroupArn],
-      }),
-    )
+    this.role.addToPolicy(ownLogGroupOnly(this.logGroup))
     this.role.addToPolicy(
       new iam.PolicyStatement({
         sid: 'LambdaManagesVpcInterfaces',

@@ -8,6 +8,7 @@ import type * as s3 from 'aws-cdk-lib/aws-s3'
 import { Construct } from 'constructs'
 import type { InterpreterConfig } from '../config'
 import { projectPath } from '../paths'
+import { ownLogGroupOnly } from './sandbox'
 
 // Exact action lists, so the tests can pin them. Scan and table administration are left out.
 export const TABLE_ACTIONS = [
@@ -144,13 +145,7 @@ export class ServiceFunction extends Construct {
     })
     acknowledgeNodeRuntime(this.function)
 
-    this.role.addToPolicy(
-      new iam.PolicyStatement({
-        sid: 'OwnLogGroupOnly',
-        actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
-        resources: [logGroup.logGroupArn],
-      }),
-    )
+    this.role.addToPolicy(ownLogGroupOnly(logGroup))
     // The unqualified ARN only: the API never invokes a version or alias.
     this.role.addToPolicy(
       new iam.PolicyStatement({

@@ -7,6 +7,7 @@ import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs'
 import * as logs from 'aws-cdk-lib/aws-logs'
 import { Construct } from 'constructs'
 import type { UsagePlanConfig } from '../config'
+import { ownLogGroupOnly } from './sandbox'
 import { acknowledgeNodeRuntime, nodeFunctionProps } from './service-function'
 
 /** The only table action the authorizer needs: it reads one key record and one organization. */
@@ -72,13 +73,7 @@ export class UsagePlans extends Construct {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
       description: 'API authorizer: own logs, read API keys and organizations from its table',
     })
-    this.role.addToPolicy(
-      new iam.PolicyStatement({
-        sid: 'OwnLogGroupOnly',
-        actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
-        resources: [logGroup.logGroupArn],
-      }),
-    )
+    this.role.addToPolicy(ownLogGroupOnly(logGroup))
     this.role.addToPolicy(
       new iam.PolicyStatement({ sid: 'ReadTable', actions: AUTHORIZER_TABLE_ACTIONS, resources: [props.table.tableArn] }),
     )

@@ -21,7 +21,6 @@ NOTICE = b"n"     # text from the sandbox itself (limits, dropped state)
 STATE = b"s"      # serialized namespace
 DONE = b"d"       # JSON {status, dropped}
 TRUNCATED = b"t"  # text output was cut here; payload: bytes dropped so far (decimal)
-TYPES = {READY, STDOUT, STDERR, RESULT, IMAGE, ERROR, NOTICE, STATE, DONE, TRUNCATED}
 
 
 def write_frame(fd: int, kind: bytes, payload: bytes) -> None:

@@ -140,14 +140,11 @@ class Outputs:
     def media(self, item: dict, size: int, label: str) -> None:
         if self.media_count <= 0 or size > self.media_budget:
             self.notice(f"[{label} of {size} bytes was not returned: over the per-block limit of "
-                        f"{self.limit_files_text()}]")
+                        "files and images (count or bytes)]")
             return
         self.media_count -= 1
         self.media_budget -= size
         self.items.append(item)
-
-    def limit_files_text(self) -> str:
-        return "files and images (count or bytes)"
 
     def error(self, name: str, message: str, tb: str) -> None:
         self.items.append({"type": "error", "name": name, "message": message, "traceback": tb})
@@ -268,7 +265,6 @@ class Runner:
         self.ctl: socket.socket | None = None
         self.hello: dict = {}
         self.mpl_dir: str | None = None
-        self.blocks = 0
         kernel.set_dumpable(False)
         self.layers["nondumpable"] = not kernel.is_dumpable()
         kernel.set_child_subreaper()
@@ -432,17 +428,6 @@ class Runner:
             if want in msg:
                 return msg
 
-    def _drain_ctl(self) -> None:
-        if self.ctl is None:
-            return
-        while select.select([self.ctl], [], [], 0)[0]:
-            data = self.ctl.recv(4096)
-            if not data:
-                return
-            msg = json.loads(data)
-            if "exit" in msg:
-                self.exits[int(msg["exit"])] = int(msg["status"])
-
     def _zygote_alive(self) -> bool:
         return self.zygote is not None and self.zygote.poll() is None and self.ctl is not None
 
@@ -598,7 +583,6 @@ class Runner:
         if state_b64 is not None:
             result["state"] = state_b64
         fit_result(result, self.config.max_result_bytes)
-        self.blocks += 1
 
         def after() -> None:
             # The replacement forks in the zygote while this process cleans up.
