@@ -26,6 +26,45 @@ export const SandboxLimits = z
 
 export const MAX_CODE_CHARS = 200_000
 
+const Base64 = z.string().regex(/^[A-Za-z0-9+/=]*$/)
+const Sha256 = z.string().regex(/^[0-9a-f]{64}$/)
+/** A presigned S3 URL: only the trusted runner uses it, never the code. */
+const TransferUrl = z.string().max(8192).regex(/^https?:\/\/[^\s]+$/)
+
+/** A file name the sandbox may create in the working directory: no path, no hidden or special names. */
+export const SandboxFileName = z
+  .string()
+  .min(1)
+  .max(255)
+  .regex(/^[^./\\\x00-\x1f\x7f][^/\\\x00-\x1f\x7f]*$/, 'must not start with a dot or contain slashes or control characters')
+
+export const MAX_INPUT_FILES = 100
+export const MAX_UPLOAD_SLOTS = 16
+export const MAX_STATE_PARTS = 256
+
+/** A file placed in the working directory before the code runs: inline, or fetched by the runner. */
+export const InputFile = z
+  .object({
+    name: SandboxFileName,
+    bytes: z.int().min(0).max(5 * 1024 ** 3),
+    /** Input files are read-only (mode 0444); files a session generated earlier stay writable. */
+    writable: z.boolean().optional(),
+    data: Base64.optional(),
+    url: TransferUrl.optional(),
+  })
+  .strict()
+export type InputFile = z.infer<typeof InputFile>
+
+/**
+ * One part of a serialized Python namespace: part 0 is the pickle stream, the rest are its
+ * out-of-band buffers (large arrays), addressed by SHA-256 so a warm runner can keep them.
+ */
+export const StatePartIn = z
+  .object({ sha256: Sha256, bytes: z.int().min(0), data: Base64.optional(), url: TransferUrl.optional() })
+  .strict()
+export const StateIn = z.object({ parts: z.array(StatePartIn).min(1).max(MAX_STATE_PARTS) }).strict()
+export type StateIn = z.infer<typeof StateIn>
+
 /** API -> sandbox. */
 export const SandboxPayload = z
   .object({
@@ -34,9 +73,13 @@ export const SandboxPayload = z
     request_id: z.string().min(1).max(128).regex(/^[A-Za-z0-9_.:-]+$/),
     code: z.string().max(MAX_CODE_CHARS),
     limits: SandboxLimits.optional(),
-    /** base64 of the serialized namespace returned by an earlier block. */
-    state: z.string().max(8 * 1024 ** 2).regex(/^[A-Za-z0-9+/=]*$/).optional(),
+    /** Placed in the working directory under their names before the code runs. */
+    files: z.array(InputFile).max(MAX_INPUT_FILES).optional(),
+    /** The namespace an earlier block left. */
+    state: StateIn.optional(),
     want_state: z.boolean().optional(),
+    /** Presigned PUT URLs the runner may fill with what does not fit in the result (large files, state parts). */
+    uploads: z.array(TransferUrl).max(MAX_UPLOAD_SLOTS).optional(),
   })
   .strict()
 export type SandboxPayload = z.input<typeof SandboxPayload>
@@ -49,8 +92,15 @@ export const TextOutput = z
     text: z.string(),
   })
   .strict()
+/** Generated media travel inline (`data`, base64) or, when large, in the upload slot `slot`. */
 export const ImageOutput = z
-  .object({ type: z.literal('image'), mime_type: z.literal('image/png'), data: z.string() })
+  .object({
+    type: z.literal('image'),
+    mime_type: z.literal('image/png'),
+    bytes: z.int().min(0).optional(),
+    data: Base64.optional(),
+    slot: z.int().min(0).max(MAX_UPLOAD_SLOTS - 1).optional(),
+  })
   .strict()
 export const FileOutput = z
   .object({
@@ -58,7 +108,8 @@ export const FileOutput = z
     filename: z.string().min(1).max(1024),
     mime_type: z.string().max(255),
     bytes: z.int().min(0),
-    data: z.string(),
+    data: Base64.optional(),
+    slot: z.int().min(0).max(MAX_UPLOAD_SLOTS - 1).optional(),
   })
   .strict()
 export const ErrorOutput = z
@@ -66,6 +117,17 @@ export const ErrorOutput = z
   .strict()
 export const OutputItem = z.discriminatedUnion('type', [TextOutput, ImageOutput, FileOutput, ErrorOutput])
 export type OutputItem = z.infer<typeof OutputItem>
+
+export const StatePartOut = z
+  .object({
+    sha256: Sha256,
+    bytes: z.int().min(0),
+    data: Base64.optional(),
+    slot: z.int().min(0).max(MAX_UPLOAD_SLOTS - 1).optional(),
+  })
+  .strict()
+export const StateOut = z.object({ parts: z.array(StatePartOut).min(1).max(MAX_STATE_PARTS) }).strict()
+export type StateOut = z.infer<typeof StateOut>
 
 /** sandbox -> API. Untrusted: parsed strictly before anything else reads it. */
 export const SandboxResult = z
@@ -79,7 +141,8 @@ export const SandboxResult = z
       .object({ wait_ms: z.number().min(0), run_ms: z.number().min(0), total_ms: z.number().min(0) })
       .strict()
       .optional(),
-    state: z.string().regex(/^[A-Za-z0-9+/=]*$/).optional(),
+    /** The namespace after the block: each part inline, in an upload slot, or (neither) an unchanged input part. */
+    state: StateOut.optional(),
     layers: z.record(z.string(), z.union([z.boolean(), z.string(), z.number()])).optional(),
     zygote: z.record(z.string(), z.union([z.string(), z.number()])).optional(),
   })
