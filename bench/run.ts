@@ -100,6 +100,48 @@ async function execute(service: LocalService, key: string, block: Block): Promis
   return { ms: elapsed, sandboxMs }
 }
 
+const N_STATE = 60
+
+/** One block in a session through POST /v1/executions; returns client-side ms and the sandbox's duration. */
+async function sessionBlock(service: LocalService, key: string, code: string, session?: string): Promise<{ ms: number; sandboxMs: number }> {
+  const start = performance.now()
+  const res = await postJson(`${service.url}/v1/executions`, key, { organization_id: ORG, code, ...(session ? { session_id: session } : {}) })
+  const ms = performance.now() - start
+  const json = JSON.parse(res.body) as { status?: string; duration_ms?: number; outputs?: { type: string; source?: string }[] }
+  if (res.status !== 200 || json.status !== 'completed' || json.outputs?.some((o) => o.source === 'sandbox')) {
+    throw new Error(`state bench: unexpected response (HTTP ${res.status}): ${res.body.slice(0, 1000)}`)
+  }
+  return { ms, sandboxMs: Number(json.duration_ms) }
+}
+
+/**
+ * The cost of carrying Python state: the same block with no session, with a session whose
+ * state is nearly empty, and with a session holding a 10 MB DataFrame (load, run, dump, store).
+ */
+async function stateCarryOver(service: LocalService, key: string) {
+  const code = 'n = 1'
+  const newSession = async () => JSON.parse((await postJson(`${service.url}/v1/sessions`, key, {})).body).id as string
+  const measure = async (session?: string) => {
+    const lat: number[] = []
+    const sandbox: number[] = []
+    for (let i = 0; i < WARMUP + N_STATE; i++) {
+      const r = await sessionBlock(service, key, code, session)
+      if (i >= WARMUP) {
+        lat.push(r.ms)
+        sandbox.push(r.sandboxMs)
+      }
+    }
+    return { lat: summarize(lat), sandbox: summarize(sandbox) }
+  }
+  const none = await measure()
+  const empty = await newSession()
+  const small = await measure(empty)
+  const big = await newSession()
+  await sessionBlock(service, key, 'import numpy as np, pandas as pd\ndf = pd.DataFrame(np.random.rand(131072, 10))', big)
+  const frame = await measure(big)
+  return { none, small, frame }
+}
+
 /** Sequential single client; `pauseMs` between blocks (0 = back to back). */
 async function httpLatency(service: LocalService, key: string, block: Block, pauseMs = 0): Promise<{ lat: Summary; sandbox: Summary }> {
   const lat: number[] = []
@@ -297,6 +339,16 @@ async function main(): Promise<void> {
       row(`response, ${PAUSE_MS} ms pause`, loopPaced.total),
       row(`overhead per block, ${PAUSE_MS} ms pause`, loopPaced.overhead),
     ]))
+
+    console.log(`\n== Python state carried between blocks (POST /v1/executions, block \`n = 1\`, ${WARMUP} warm-ups, n=${N_STATE})`)
+    const st = await stateCarryOver(service, key)
+    const carry = (s: { lat: Summary }) => ms(s.lat.median - st.none.lat.median)
+    console.log(table(['', 'median ms', 'p99 ms', 'sandbox run ms', 'carry-over ms', ''], [
+      ['no session', ms(st.none.lat.median), ms(st.none.lat.p99), ms(st.none.sandbox.median), '-', ''],
+      ['session, empty state', ms(st.small.lat.median), ms(st.small.lat.p99), ms(st.small.sandbox.median), carry(st.small), ''],
+      ['session, 10 MB DataFrame', ms(st.frame.lat.median), ms(st.frame.lat.p99), ms(st.frame.sandbox.median), carry(st.frame), 'target < 60 ms'],
+    ]))
+    console.log('(carry-over = median with the session - median without: loading the state, dumping it, and storing the new one)')
 
     await sleep(1_000) // let the last blocks' cleanup and standby forks finish
     console.log(`\n== Memory of each warm worker (MiB, /proc/<pid>/smaps_rollup, idle)`)

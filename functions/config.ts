@@ -22,6 +22,10 @@ const ApiEnv = z.object({
   KEY_CACHE_TTL_MS: z.coerce.number().int().min(0).max(3_600_000).default(30_000),
   /** Code blocks reserved from the daily counter at a time. */
   USAGE_RESERVATION_BATCH: z.coerce.number().int().min(1).max(1000).default(10),
+  /** The bucket for file bytes and large session state. */
+  BUCKET_NAME: z.string().min(1),
+  /** Largest file an upload (presigned) may register. */
+  FILE_MAX_BYTES: z.coerce.number().int().min(1024 * 1024).max(5 * 1024 ** 3).default(512 * 1024 * 1024),
 })
 
 export type ApiConfig = Readonly<{
@@ -37,6 +41,8 @@ export type ApiConfig = Readonly<{
   keyCacheTtlMs: number
   usageReservationBatch: number
   workerFunctionName?: string
+  bucketName: string
+  fileMaxBytes: number
 }>
 
 export function loadApiConfig(env: Record<string, string | undefined> = process.env): ApiConfig {
@@ -62,5 +68,7 @@ export function loadApiConfig(env: Record<string, string | undefined> = process.
     keyCacheTtlMs: e.KEY_CACHE_TTL_MS,
     usageReservationBatch: e.USAGE_RESERVATION_BATCH,
     workerFunctionName: e.WORKER_FUNCTION_NAME,
+    bucketName: e.BUCKET_NAME,
+    fileMaxBytes: e.FILE_MAX_BYTES,
   })
 }

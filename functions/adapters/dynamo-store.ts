@@ -16,24 +16,26 @@ import type {
   Organization,
   OrganizationStore,
   ResponseStore,
+  FileStore,
+  SessionRecord,
   SessionStore,
   UsageMeter,
 } from '../core/stores'
+import type { FileObject } from '../contract/files'
 
-/** DynamoDB keeps items under 400 KB; a larger response is stored without inline media. */
+/** DynamoDB keeps items under 400 KB; a larger response is stored with its longest texts cut. */
 const MAX_ITEM_BYTES = 350_000
 const DAY_SECONDS = 86_400
-/** A session's Python state lives in its item while it fits (base64 characters). */
-export const MAX_SESSION_STATE_CHARS = 300_000
-/** A session idle this long is forgotten (DynamoDB TTL, and checked on read). */
-const SESSION_TTL_SECONDS = 7 * DAY_SECONDS
+/** An expired session's record stays this long, so its callers hear 410 session_expired. */
+const SESSION_TOMBSTONE_SECONDS = 30 * DAY_SECONDS
 
 /**
  * Every record of the service in one table (pk, sk):
  *   org#<org> / org            the organization and its plan
  *   org#<org> / asst#<id>      an assistant
  *   org#<org> / resp#<id>      a stored response (and its conversation)
- *   org#<org> / sess#<id>      a session's Python state (expires after a week idle)
+ *   org#<org> / sess#<id>      a session: its Python state manifest and generated files
+ *   org#<org> / file#<id>      a file's metadata (its bytes are in the bucket under `key`)
  *   org#<org> / idem#<sha256>  the response an Idempotency-Key got (expires after a day)
  *   org#<org> / usage#<day>    code blocks run that UTC day (expires after a week)
  *   org#<org> / key#<keyId>    an API key's listing entry (its hash, never the key)
@@ -41,7 +43,7 @@ const SESSION_TTL_SECONDS = 7 * DAY_SECONDS
  * Every read names the organization in the partition key, so no query can reach another's data.
  */
 export class DynamoStore
-  implements KeyStore, KeyAdmin, OrganizationStore, AssistantStore, ResponseStore, SessionStore, UsageMeter
+  implements KeyStore, KeyAdmin, OrganizationStore, AssistantStore, ResponseStore, SessionStore, FileStore, UsageMeter
 {
   constructor(
     private readonly doc: DynamoDBDocumentClient,
@@ -129,17 +131,14 @@ export class DynamoStore
   }
 
   async deleteAssistant(organizationId: string, id: string): Promise<boolean> {
-    const out = await this.doc.send(
-      new DeleteCommand({ TableName: this.table, Key: { pk: `org#${organizationId}`, sk: `asst#${id}` }, ReturnValues: 'ALL_OLD' }),
-    )
-    return out.Attributes !== undefined
+    return this.deleteItem(`org#${organizationId}`, `asst#${id}`)
   }
 
   // --- responses ------------------------------------------------------------------------------
 
   async putResponse(response: ResponseObject, conversation?: Conversation): Promise<void> {
     let data: ResponseObject = response
-    if (Buffer.byteLength(JSON.stringify(response)) > MAX_ITEM_BYTES / 2) data = withoutInlineMedia(response)
+    if (Buffer.byteLength(JSON.stringify(response)) > MAX_ITEM_BYTES / 2) data = withTextsCut(response)
     // The conversation is kept only while it fits beside the response in one item.
     const keep = conversation && Buffer.byteLength(JSON.stringify(conversation)) < MAX_ITEM_BYTES / 2 ? conversation : undefined
     await this.doc.send(
@@ -157,7 +156,7 @@ export class DynamoStore
         Key: { pk: `org#${response.organization_id}`, sk: `resp#${response.id}` },
         UpdateExpression: 'SET #data = :data',
         ExpressionAttributeNames: { '#data': 'data' },
-        ExpressionAttributeValues: { ':data': Buffer.byteLength(JSON.stringify(response)) > MAX_ITEM_BYTES / 2 ? withoutInlineMedia(response) : response },
+        ExpressionAttributeValues: { ':data': Buffer.byteLength(JSON.stringify(response)) > MAX_ITEM_BYTES / 2 ? withTextsCut(response) : response },
         ReturnValues: 'ALL_NEW',
       }),
     )
@@ -209,31 +208,70 @@ export class DynamoStore
 
   // --- sessions -------------------------------------------------------------------------------
 
-  async getSessionState(organizationId: string, sessionId: string): Promise<string | undefined> {
-    const item = await this.get(`org#${organizationId}`, `sess#${sessionId}`)
-    if (!item || (typeof item.expires_at === 'number' && item.expires_at * 1000 < Date.now())) return undefined
-    return item.state as string | undefined
+  async getSession(organizationId: string, id: string): Promise<SessionRecord | undefined> {
+    const item = await this.get(`org#${organizationId}`, `sess#${id}`)
+    return item ? (item.data as SessionRecord) : undefined
   }
 
-  sessionStateFits(state: string): boolean {
-    return state.length <= MAX_SESSION_STATE_CHARS
-  }
-
-  async putSessionState(organizationId: string, sessionId: string, state: string, now: Date): Promise<boolean> {
-    if (!this.sessionStateFits(state)) return false
+  async putSession(session: SessionRecord): Promise<void> {
     await this.doc.send(
       new PutCommand({
         TableName: this.table,
         Item: {
-          pk: `org#${organizationId}`,
-          sk: `sess#${sessionId}`,
-          state,
-          updated_at: now.toISOString(),
-          expires_at: Math.floor(now.getTime() / 1000) + SESSION_TTL_SECONDS,
+          pk: `org#${session.organization_id}`,
+          sk: `sess#${session.id}`,
+          data: session,
+          // Kept a while past its idle limit, so a late caller hears "expired" rather than "unknown".
+          expires_at: session.last_active_at + session.idle_seconds + SESSION_TOMBSTONE_SECONDS,
         },
       }),
     )
-    return true
+  }
+
+  async deleteSession(organizationId: string, id: string): Promise<boolean> {
+    return this.deleteItem(`org#${organizationId}`, `sess#${id}`)
+  }
+
+  // --- files ----------------------------------------------------------------------------------
+
+  async putFile(file: FileObject & { key: string }): Promise<void> {
+    await this.doc.send(
+      new PutCommand({ TableName: this.table, Item: { pk: `org#${file.organization_id}`, sk: `file#${file.id}`, data: file } }),
+    )
+  }
+
+  async getFile(organizationId: string, id: string): Promise<(FileObject & { key: string }) | undefined> {
+    return (await this.get(`org#${organizationId}`, `file#${id}`))?.data as (FileObject & { key: string }) | undefined
+  }
+
+  async listFiles(organizationId: string, options: { limit: number; after?: string; purpose?: string }): Promise<FileObject[]> {
+    const out: FileObject[] = []
+    let start: Record<string, unknown> | undefined
+    do {
+      const page = await this.doc.send(
+        new QueryCommand({
+          TableName: this.table,
+          KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
+          FilterExpression: options.purpose ? '#d.#p = :purpose' : undefined,
+          ExpressionAttributeNames: options.purpose ? { '#d': 'data', '#p': 'purpose' } : undefined,
+          ExpressionAttributeValues: { ':pk': `org#${organizationId}`, ':prefix': 'file#', ...(options.purpose ? { ':purpose': options.purpose } : {}) },
+          ExclusiveStartKey: start,
+          ConsistentRead: true,
+        }),
+      )
+      for (const item of page.Items ?? []) {
+        const { key: _key, ...file } = item.data as FileObject & { key: string }
+        out.push(file)
+      }
+      start = page.LastEvaluatedKey
+    } while (start && out.length < 10_000)
+    out.sort((a, b) => b.created_at - a.created_at || (a.id < b.id ? 1 : -1))
+    const from = options.after ? out.findIndex((f) => f.id === options.after) + 1 : 0
+    return out.slice(from, from + options.limit)
+  }
+
+  async deleteFile(organizationId: string, id: string): Promise<boolean> {
+    return this.deleteItem(`org#${organizationId}`, `file#${id}`)
   }
 
   async getResponse(organizationId: string, id: string): Promise<ResponseObject | undefined> {
@@ -293,6 +331,11 @@ export class DynamoStore
 
   // --- helpers --------------------------------------------------------------------------------
 
+  private async deleteItem(pk: string, sk: string): Promise<boolean> {
+    const out = await this.doc.send(new DeleteCommand({ TableName: this.table, Key: { pk, sk }, ReturnValues: 'ALL_OLD' }))
+    return out.Attributes !== undefined
+  }
+
   private async get(pk: string, sk: string): Promise<Record<string, unknown> | undefined> {
     const out = await this.doc.send(new GetCommand({ TableName: this.table, Key: { pk, sk }, ConsistentRead: true }))
     return out.Item
@@ -313,19 +356,24 @@ export class DynamoStore
   }
 }
 
-/** The stored copy of a response too large for one item keeps every output but inline bytes. */
-function withoutInlineMedia(response: ResponseObject): ResponseObject {
-  return {
-    ...response,
-    output: response.output.map((item) =>
-      item.type !== 'code_interpreter_call'
-        ? item
-        : {
-            ...item,
-            outputs: item.outputs.map((o) =>
-              o.type === 'image' || o.type === 'file' ? { ...o, data: '', data_omitted: true } : o,
-            ) as typeof item.outputs,
-          },
-    ),
+/** The stored copy of a response too large for one item: the longest texts halved, saying so. */
+function withTextsCut(response: ResponseObject): ResponseObject {
+  const copy = structuredClone(response)
+  // Each cuttable string, as a getter and setter over its output item.
+  const fields: { get: () => string; set: (v: string) => void }[] = []
+  for (const item of copy.output) {
+    if (item.type !== 'code_interpreter_call') continue
+    for (const o of item.outputs) {
+      if (o.type === 'text') fields.push({ get: () => o.text, set: (v) => (o.text = v) })
+      else if (o.type === 'error') fields.push({ get: () => o.traceback, set: (v) => (o.traceback = v) })
+    }
   }
+  for (let i = 0; i < 64 && fields.length && Buffer.byteLength(JSON.stringify(copy)) > MAX_ITEM_BYTES / 2; i++) {
+    const longest = fields.reduce((a, b) => (a.get().length >= b.get().length ? a : b))
+    const text = longest.get()
+    if (text.length < 256) break
+    const keep = text.length >> 1
+    longest.set(`${text.slice(0, keep)}\n[${text.length - keep} characters were not stored]`)
+  }
+  return copy
 }

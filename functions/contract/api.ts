@@ -1,8 +1,10 @@
 /** Public request and response shapes of the HTTP API (names follow the product brief). */
 import { z } from 'zod'
-import { MAX_CODE_CHARS, OutputItem } from './sandbox'
+import { FileIds, PublicOutputItem } from './files'
+import { OrganizationId, SessionId } from './ids'
+import { MAX_CODE_CHARS } from './sandbox'
 
-export const OrganizationId = z.string().regex(/^org_[A-Za-z0-9_-]{1,64}$/, 'must look like org_<id>')
+export { OrganizationId }
 
 export const ExecutionRequest = z
   .object({
@@ -10,8 +12,10 @@ export const ExecutionRequest = z
     code: z.string().min(1, 'must not be empty').max(MAX_CODE_CHARS, `must be at most ${MAX_CODE_CHARS} characters`),
     /** Lower the per-block time limit for this execution (never above the configured limit). */
     timeout_ms: z.int().min(100).max(900_000).optional(),
-    /** Keep Python state between executions that name the same session. */
-    session_id: z.string().regex(/^sess_[A-Za-z0-9_-]{1,64}$/, 'must look like sess_<id>').optional(),
+    /** Keep Python state (and generated files) between executions that name the same session (POST /v1/sessions). */
+    session_id: SessionId.optional(),
+    /** Files readable by the code in its working directory, under their names (read-only). */
+    file_ids: FileIds.optional(),
   })
   .strict()
 export type ExecutionRequest = z.infer<typeof ExecutionRequest>
@@ -22,10 +26,25 @@ export const Execution = z.object({
   organization_id: z.string(),
   status: z.enum(['completed', 'failed', 'timed_out']),
   code: z.string(),
-  outputs: z.array(OutputItem),
+  outputs: z.array(PublicOutputItem),
   output_dropped_bytes: z.int().min(0),
   duration_ms: z.number(),
   created_at: z.int(),
   session_id: z.string().optional(),
 })
 export type Execution = z.infer<typeof Execution>
+
+/** POST /v1/sessions */
+export const SessionCreate = z.object({ organization_id: OrganizationId.optional() }).strict()
+
+export interface SessionObject {
+  id: string
+  object: 'session'
+  organization_id: string
+  created_at: number
+  last_active_at: number
+  /** When it expires if it stays idle (unix seconds). */
+  expires_at: number
+  /** Files the session's code generated, by name: later blocks find them in the working directory. */
+  files: { filename: string; file_id: string }[]
+}

@@ -1,10 +1,11 @@
 /** Assistant requests, responses and assistants: the names follow the product brief. */
 import { z } from 'zod'
-import { MAX_CODE_CHARS, OutputItem } from './sandbox'
-import { OrganizationId } from './api'
+import { FileIds, PublicOutputItem } from './files'
+import { OrganizationId, SessionId } from './ids'
+import { MAX_CODE_CHARS } from './sandbox'
 
 export const AssistantId = z.string().regex(/^asst_[A-Za-z0-9_-]{1,64}$/, 'must look like asst_<id>')
-export const SessionId = z.string().regex(/^sess_[A-Za-z0-9_-]{1,64}$/, 'must look like sess_<id>')
+export { SessionId }
 export const ResponseId = z.string().regex(/^resp_[A-Za-z0-9_-]{1,64}$/, 'must look like resp_<id>')
 export const ScheduleName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, 'letters, digits, _ and -, at most 64')
 export const CodeInterpreterMode = z.enum(['auto', 'on', 'off'])
@@ -37,6 +38,8 @@ export const ResponseRequest = z
     session_id: SessionId.optional(),
     /** Continue that response: its conversation and its session's Python state. */
     previous_response_id: ResponseId.optional(),
+    /** Files readable by the code (added to the assistant's file_ids). */
+    file_ids: FileIds.optional(),
     /** Answer with server-sent events as the run goes (text/event-stream). */
     stream: z.boolean().optional(),
     /** Answer 202 at once with the response `queued`; poll GET /v1/responses/{id}. */
@@ -56,7 +59,7 @@ export const CodeInterpreterCall = z.object({
   id: z.string(),
   status: z.enum(['completed', 'failed', 'timed_out']),
   code: z.string().max(MAX_CODE_CHARS),
-  outputs: z.array(OutputItem),
+  outputs: z.array(PublicOutputItem),
   duration_ms: z.number(),
 })
 export type CodeInterpreterCall = z.infer<typeof CodeInterpreterCall>
@@ -108,7 +111,7 @@ export const AssistantCreate = z
     instructions: z.string().max(32_000).default(''),
     model: z.string().min(1).max(256).optional(),
     tools: z.array(ToolSpec).max(8).default([]),
-    file_ids: z.array(z.string().regex(/^file_[A-Za-z0-9_-]{1,64}$/)).max(20).default([]),
+    file_ids: FileIds.default([]),
   })
   .strict()
 export type AssistantCreate = z.infer<typeof AssistantCreate>
@@ -120,7 +123,7 @@ export const AssistantUpdate = z
     instructions: z.string().max(32_000).optional(),
     model: z.string().min(1).max(256).nullable().optional(),
     tools: z.array(ToolSpec).max(8).optional(),
-    file_ids: z.array(z.string().regex(/^file_[A-Za-z0-9_-]{1,64}$/)).max(20).optional(),
+    file_ids: FileIds.optional(),
   })
   .strict()
 export type AssistantUpdate = z.infer<typeof AssistantUpdate>

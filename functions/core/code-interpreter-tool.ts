@@ -19,11 +19,13 @@ export function codeInterpreterTool(facts: ToolFacts): ModelTool {
       `Run Python ${facts.pythonVersion} code in an isolated sandbox and get its output. Use it for ` +
       'arithmetic, statistics, financial calculations, data analysis, parsing, sorting, and anything ' +
       'where exact computation beats estimation. Variables, imports and functions persist between calls ' +
-      'within this response. Available: the standard library, numpy, pandas, scipy, sympy and matplotlib. ' +
+      'within this conversation. Available: the standard library, numpy, pandas, scipy, sympy and matplotlib. ' +
+      "The user's files are in the working directory under their own names (read them with relative paths, " +
+      "e.g. pd.read_csv('sales.csv'); they are read-only). " +
       'Output: print() what you need; the value of a final bare expression is shown; matplotlib figures ' +
-      'are returned as images; files written to the working directory are returned to the user. ' +
-      `Limits: ${facts.timeoutSeconds} seconds per call, no network access, no package installation, ` +
-      'and files do not persist after the response.',
+      'are returned as images; files written to the working directory are returned to the user as files ' +
+      'and stay readable in later calls. ' +
+      `Limits: ${facts.timeoutSeconds} seconds per call, no network access, no package installation.`,
     inputSchema: {
       type: 'object',
       properties: { code: { type: 'string', description: 'Python source code to run.' } },
@@ -34,7 +36,12 @@ export function codeInterpreterTool(facts: ToolFacts): ModelTool {
 }
 
 /** The system prompt: the assistant's own instructions first, then the tool's guidance. */
-export function systemPrompt(instructions: string, mode: 'auto' | 'on' | 'off', facts: ToolFacts): string {
+export function systemPrompt(
+  instructions: string,
+  mode: 'auto' | 'on' | 'off',
+  facts: ToolFacts,
+  files: { name: string; bytes: number; mime_type: string }[] = [],
+): string {
   const parts = [instructions.trim()].filter(Boolean)
   if (mode === 'off') {
     parts.push('You cannot run code in this conversation; answer directly.')
@@ -49,6 +56,12 @@ export function systemPrompt(instructions: string, mode: 'auto' | 'on' | 'off', 
         ' If the code fails, read the error, fix the code and run it again. ' +
         'When you answer, state the results in plain words; the user also sees the code and its output.',
     )
+    if (files.length) {
+      parts.push(
+        'Files in the working directory of the code (read-only inputs unless the code wrote them):\n' +
+          files.map((f) => `- ${f.name} (${f.bytes} bytes, ${f.mime_type})`).join('\n'),
+      )
+    }
   }
   return parts.join('\n\n')
 }

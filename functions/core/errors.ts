@@ -62,3 +62,17 @@ export const idempotentRequestInProgress = () =>
 
 export const backgroundNotAvailable = () =>
   new ApiError(503, 'background_not_available', 'Background runs need the worker function (WORKER_FUNCTION_NAME); use stream: true meanwhile.')
+
+export const fileTooLarge = (bytes: number, limit: number, hint: string) =>
+  new ApiError(413, 'file_too_large', `The file is ${bytes} bytes; the limit here is ${limit} bytes. ${hint}`.trim())
+
+export const fileNotReady = (id: string) =>
+  new ApiError(409, 'file_not_ready', `File ${id} is still waiting for its upload; complete it with POST /v1/files/uploads/${id}/complete.`)
+
+export const duplicateFileName = (name: string) =>
+  new ApiError(400, 'duplicate_file_name', `Two of the files given are named ${JSON.stringify(name)}; the code finds files by name, so names must differ.`)
+
+export const sessionExpired = (id: string, at: number) =>
+  new ApiError(410, 'session_expired', `Session ${id} expired on ${new Date(at * 1000).toISOString()} after being idle; its Python state is gone. Start a new session.`)
+
+export const unsupportedMediaType = (message: string) => new ApiError(415, 'unsupported_media_type', message)

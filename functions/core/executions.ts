@@ -1,24 +1,34 @@
 import type { Execution, ExecutionRequest } from '../contract/api'
+import { resolveFiles } from './files'
 import { newId } from './ids'
-import type { Clock, Sandbox } from './ports'
-import { STATE_TOO_LARGE } from './responses'
-import type { SessionStore } from './stores'
+import type { Sandbox } from './ports'
+import { liveSession } from './sessions'
+import { Workspace, type WorkspaceDeps } from './workspace'
 
-export interface ExecutionDeps {
+export interface ExecutionDeps extends WorkspaceDeps {
   sandbox: Sandbox
-  clock: Clock
-  sessions: SessionStore
 }
 
 /** Runs one code block for the caller's organization. A failure of the user's code is a result. */
 export async function executeCode(
   request: ExecutionRequest,
   deps: ExecutionDeps,
+  options: { sessionIdleDays: number },
   signal?: AbortSignal,
 ): Promise<Execution> {
   const id = newId('exec')
   const createdAt = deps.clock.now()
-  const session = request.session_id
+  const org = request.organization_id
+  const [session, inputs] = await Promise.all([
+    request.session_id ? liveSession(org, request.session_id, deps) : undefined,
+    resolveFiles(org, request.file_ids ?? [], deps),
+  ])
+  const workspace = await Workspace.open(deps, {
+    organizationId: org,
+    inputs,
+    session,
+    source: { execution_id: id, ...(session ? { session_id: session.id } : {}) },
+  })
   const result = await deps.sandbox.run(
     {
       version: 1,
@@ -26,22 +36,20 @@ export async function executeCode(
       request_id: id,
       code: request.code,
       limits: request.timeout_ms === undefined ? undefined : { timeout_ms: request.timeout_ms },
-      ...(session ? { state: await deps.sessions.getSessionState(request.organization_id, session), want_state: true } : {}),
+      ...(await workspace.payload(session !== undefined)),
     },
-    { organizationId: request.organization_id, signal },
+    { organizationId: org, signal },
   )
-  const outputs = [...result.outputs]
-  if (session && result.state !== undefined && !(await deps.sessions.putSessionState(request.organization_id, session, result.state, deps.clock.now()))) {
-    outputs.push({ type: 'text', source: 'sandbox', text: `[${STATE_TOO_LARGE}]` })
-  }
+  const outputs = await workspace.settle(result)
+  await workspace.persist(options.sessionIdleDays)
   return {
     id,
     object: 'execution',
-    organization_id: request.organization_id,
+    organization_id: org,
     status: result.status,
     code: request.code,
     outputs,
-    ...(session ? { session_id: session } : {}),
+    ...(session ? { session_id: session.id } : {}),
     output_dropped_bytes: result.output_dropped_bytes ?? 0,
     duration_ms: result.duration_ms,
     created_at: Math.floor(createdAt.getTime() / 1000),

@@ -8,6 +8,8 @@ export const Plan = z
     max_code_blocks_per_response: z.int().min(0).max(100),
     /** Code blocks per organization per UTC day, across responses and executions. */
     max_executions_per_day: z.int().min(0),
+    /** A session unused this long expires (its state is deleted; callers get 410). */
+    session_idle_days: z.int().min(1).max(30).default(7),
   })
   .strict()
 export type Plan = z.infer<typeof Plan>
@@ -17,9 +19,9 @@ export type Plans = z.infer<typeof Plans>
 
 /** Ordered from least to most capable; the last is the default local plan. */
 export const DEFAULT_PLANS: Plans = {
-  free: { code_interpreter: false, max_code_blocks_per_response: 0, max_executions_per_day: 0 },
-  standard: { code_interpreter: true, max_code_blocks_per_response: 5, max_executions_per_day: 1_000 },
-  enterprise: { code_interpreter: true, max_code_blocks_per_response: 10, max_executions_per_day: 100_000 },
+  free: { code_interpreter: false, max_code_blocks_per_response: 0, max_executions_per_day: 0, session_idle_days: 7 },
+  standard: { code_interpreter: true, max_code_blocks_per_response: 5, max_executions_per_day: 1_000, session_idle_days: 7 },
+  enterprise: { code_interpreter: true, max_code_blocks_per_response: 10, max_executions_per_day: 100_000, session_idle_days: 30 },
 }
 
 export function parsePlans(json: string | undefined): Plans {

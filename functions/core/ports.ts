@@ -19,3 +19,16 @@ export interface KeyStore {
 export interface Clock {
   now(): Date
 }
+
+/** Object storage for file bytes and large session state (S3; s3rver locally). */
+export interface BlobStore {
+  put(key: string, body: Uint8Array, contentType?: string): Promise<void>
+  /** undefined when there is no such object. */
+  get(key: string): Promise<Uint8Array | undefined>
+  /** The object's bytes as a stream, for downloads. */
+  stream(key: string): Promise<{ body: NodeJS.ReadableStream; bytes: number } | undefined>
+  head(key: string): Promise<{ bytes: number } | undefined>
+  delete(keys: string[]): Promise<void>
+  /** A URL that lets its holder GET (or PUT) this one object until it expires. */
+  presign(method: 'GET' | 'PUT', key: string, expiresInSeconds: number, contentType?: string): Promise<string>
+}

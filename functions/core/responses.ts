@@ -9,7 +9,11 @@ import type { ModelProvider } from './model'
 import type { Plans } from './plans'
 import type { Clock, Sandbox } from './ports'
 import { type RunEvent, runResponse } from './run-loop'
-import type { AssistantStore, OrganizationStore, ResponseStore, SessionStore, UsageMeter } from './stores'
+import type { AssistantStore, FileStore, OrganizationStore, ResponseStore, SessionStore, UsageMeter } from './stores'
+import type { BlobStore } from './ports'
+import { resolveFiles } from './files'
+import { liveSession, newSession } from './sessions'
+import { type UploadSlots, Workspace, type WorkspaceDeps } from './workspace'
 
 export interface ResponsesDeps {
   model?: ModelProvider
@@ -24,6 +28,9 @@ export interface ResponsesDeps {
   defaultPlan: string
   facts: ToolFacts
   limits: { maxCodeBlocks: number; deadlineMs: number; codeTimeoutMs: number }
+  files: FileStore
+  blobs: BlobStore
+  slots: UploadSlots
 }
 
 /** The request's tools override the assistant's; with a code interpreter in neither, it is off. */
@@ -66,19 +73,27 @@ export async function prepareResponse(
   if (mode !== 'off' && !plan?.code_interpreter) throw codeInterpreterNotAvailable(planName)
   const model = deps.model
   if (!model) throw modelNotConfigured(MODEL_NOT_CONFIGURED_HINT)
+  const idleDays = plan?.session_idle_days ?? 7
+  const workspaceDeps: WorkspaceDeps = { files: deps.files, blobs: deps.blobs, sessions: deps.store, clock: deps.clock, slots: deps.slots }
   // previous_response_id continues that response's conversation and session.
-  let sessionId = request.session_id
   let history: { role: 'user' | 'assistant'; content: string }[] = []
+  let session
   if (request.previous_response_id) {
     const previous = await deps.store.getResponse(org, request.previous_response_id)
     if (!previous) throw notFound('response', request.previous_response_id)
-    sessionId = previous.session_id
     history = (await deps.store.getConversation(org, previous.id))?.messages ?? []
+    // A response that ended before its session was saved leaves none: continue under its id.
+    session = (await deps.store.getSession(org, previous.session_id))
+      ? await liveSession(org, previous.session_id, workspaceDeps)
+      : newSession(org, idleDays, deps.clock, previous.session_id)
+  } else if (request.session_id) {
+    session = await liveSession(org, request.session_id, workspaceDeps)
+  } else {
+    session = newSession(org, idleDays, deps.clock)
   }
-  const session = sessionId ?? newId('sess')
   const inputs = [...history, ...request.inputs]
-  // A session this request just made up has no state yet: no need to look.
-  const initialState = sessionId ? await deps.store.getSessionState(org, session) : undefined
+  const files = await resolveFiles(org, [...assistant.file_ids, ...(request.file_ids ?? [])], deps)
+  const workspace = await Workspace.open(workspaceDeps, { organizationId: org, inputs: files, session, source: { session_id: session.id } })
   const tools = request.tools ?? assistant.tools
   const queued = (id: string): ResponseObject => ({
     id,
@@ -91,17 +106,17 @@ export async function prepareResponse(
     tools,
     output: [],
     usage: { input_tokens: 0, output_tokens: 0, total_tokens: 0, code_blocks: 0, sandbox_ms: 0 },
-    session_id: session,
+    session_id: session.id,
     ...(request.schedule ? { schedule: request.schedule } : {}),
     ...(request.previous_response_id ? { previous_response_id: request.previous_response_id } : {}),
   })
   const run: PreparedResponse['run'] = async ({ onEvent, responseId, checkpoint } = {}) => {
-  const { response, state, stateChanged } = await runResponse(
+  const { response } = await runResponse(
     {
       responseId,
       organizationId: org,
-      sessionId: session,
-      state: initialState,
+      sessionId: session.id,
+      workspace,
       assistantId: assistant.id,
       instructions: assistant.instructions,
       model: assistant.model,
@@ -119,23 +134,15 @@ export async function prepareResponse(
   )
   if (request.schedule) response.schedule = request.schedule
   if (request.previous_response_id) response.previous_response_id = request.previous_response_id
-  const saveState = stateChanged && state !== undefined
-  if (saveState && !deps.store.sessionStateFits(state)) response.session_notice = STATE_TOO_LARGE
   const answer = [...response.output].reverse().find((o) => o.type === 'message')
   const conversation = {
     messages: [...inputs, ...(answer?.type === 'message' ? [{ role: 'assistant' as const, content: answer.content.map((c) => c.text).join('') }] : [])],
   }
-  await Promise.all([
-    saveState && !response.session_notice ? deps.store.putSessionState(org, session, state, deps.clock.now()) : undefined,
-    deps.store.putResponse(response, conversation),
-  ])
+  await Promise.all([workspace.persist(idleDays), deps.store.putResponse(response, conversation)])
   return response
   }
   return { queued, run }
 }
-
-export const STATE_TOO_LARGE =
-  'The Python state of this session is larger than the session store keeps, so the next response starts without it.'
 
 
 export async function listResponses(caller: Caller, store: ResponseStore, options: { schedule?: string; limit: number; after?: string }) {

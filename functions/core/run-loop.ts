@@ -1,3 +1,4 @@
+import type { PublicOutputItem } from '../contract/files'
 import type { OutputItem, SandboxResult } from '../contract/sandbox'
 import type { CodeInterpreterCall, MessageItem, ResponseObject, ResponseUsage, ToolSpec } from '../contract/responses'
 import { codeInterpreterTool, CODE_TOOL_NAME, systemPrompt, type ToolFacts } from './code-interpreter-tool'
@@ -7,6 +8,7 @@ import type { ChatMessage, ContentBlock, ModelProvider, ToolResultContent } from
 import { ModelError } from './model'
 import type { Clock, Sandbox } from './ports'
 import type { UsageMeter } from './stores'
+import type { Workspace } from './workspace'
 
 /** Text of one block's outputs sent back to the model is capped: the user still gets it all. */
 const MAX_TOOL_RESULT_CHARS = 20_000
@@ -55,8 +57,8 @@ export interface RunInput {
   responseId?: string
   organizationId: string
   sessionId: string
-  /** The session's Python state when the response starts (base64), if any. */
-  state?: string
+  /** Files, Python state and uploads of the session's blocks. */
+  workspace: Workspace
   assistantId: string
   instructions: string
   model?: string
@@ -68,14 +70,14 @@ export interface RunInput {
 /**
  * The run loop: model turn -> code blocks through the sandbox -> outputs back to the model ->
  * ... until the model answers in text or a bound is hit. Blocks of one response share Python
- * state through the sandbox's state blob. Never throws for a model or sandbox failure: the
+ * state and files through the workspace. Never throws for a model or sandbox failure: the
  * response ends `failed` or `incomplete` with every call made so far.
  */
 export async function runResponse(
   input: RunInput,
   deps: RunDeps,
   limits: RunLimits,
-): Promise<{ response: ResponseObject; state?: string; stateChanged: boolean }> {
+): Promise<{ response: ResponseObject }> {
   const started = deps.clock.now()
   const deadline = started.getTime() + limits.deadlineMs
   const model = input.model ?? deps.model.defaultModel
@@ -94,8 +96,6 @@ export async function runResponse(
     usage,
     session_id: input.sessionId,
   }
-  let state = input.state
-  let stateChanged = false
   const emit = (event: RunEvent) => {
     if (!deps.onEvent) return
     try {
@@ -111,11 +111,11 @@ export async function runResponse(
     if (detail?.reason) response.incomplete_details = { reason: detail.reason }
     if (detail?.error) response.error = detail.error
     usage.total_tokens = usage.input_tokens + usage.output_tokens
-    return { response, state, stateChanged }
+    return { response }
   }
 
   const tools = input.mode === 'off' ? [] : [codeInterpreterTool(deps.facts)]
-  const system = systemPrompt(input.instructions, input.mode, deps.facts)
+  const system = systemPrompt(input.instructions, input.mode, deps.facts, input.workspace.visibleFiles)
   const messages: ChatMessage[] = input.inputs.map((m) => ({ role: m.role, content: [{ type: 'text', text: m.content }] }))
 
   const cancelled = async () => {
@@ -190,25 +190,24 @@ export async function runResponse(
       const index = output.length
       emit({ type: 'response.output_item.added', output_index: index, item: { type: 'code_interpreter_call', id, status: 'in_progress', code, outputs: [] } })
       let result: SandboxResult
+      let outputs: PublicOutputItem[]
       try {
         result = await deps.sandbox.run(
-          { version: 1, action: 'execute', request_id: id, code, state, want_state: true, limits: { timeout_ms: blockBudget } },
+          { version: 1, action: 'execute', request_id: id, code, limits: { timeout_ms: blockBudget }, ...(await input.workspace.payload(true)) },
           { organizationId: input.organizationId },
         )
+        // Images and files become stored files; a timed-out block returns no state, so the
+        // session keeps the one from before it.
+        outputs = await input.workspace.settle(result, { response_id: response.id, call_id: id })
       } catch (error) {
         const apiError = error instanceof ApiError ? error : undefined
         return end('failed', {
           error: { code: apiError?.code ?? 'sandbox_error', message: apiError?.message ?? (error as Error).message },
         })
       }
-      // A timed-out block returns no state: the session keeps the one from before it.
-      if (result.state !== undefined) {
-        state = result.state
-        stateChanged = true
-      }
       usage.code_blocks += 1
       usage.sandbox_ms += result.duration_ms
-      const call: CodeInterpreterCall = { type: 'code_interpreter_call', id, status: result.status, code, outputs: result.outputs, duration_ms: result.duration_ms }
+      const call: CodeInterpreterCall = { type: 'code_interpreter_call', id, status: result.status, code, outputs, duration_ms: result.duration_ms }
       output.push(call)
       emit({ type: 'response.code_interpreter_call.completed', output_index: index, item_id: id, item: call })
       emit({ type: 'response.output_item.done', output_index: index, item: call })
@@ -229,7 +228,8 @@ export function toolResult(toolUseId: string, result: SandboxResult): ContentBlo
     if (item.type === 'text') add(item.source === 'stderr' ? `[stderr] ${item.text}` : item.text)
     else if (item.type === 'error') add(item.traceback || `${item.name}: ${item.message}`)
     else if (item.type === 'file') add(`[file written: ${item.filename} (${item.bytes} bytes, ${item.mime_type})]`)
-    else if (item.type === 'image') content.push({ type: 'image', format: 'png', data: Buffer.from(item.data, 'base64') })
+    else if (item.type === 'image' && item.data !== undefined) content.push({ type: 'image', format: 'png', data: Buffer.from(item.data, 'base64') })
+    else if (item.type === 'image') add('[an image too large to show here was returned to the user]')
   }
   if (result.status === 'timed_out') add('[the block was stopped at the time limit]')
   if (text.length > MAX_TOOL_RESULT_CHARS) {

@@ -1,3 +1,4 @@
+import type { FileObject } from '../contract/files'
 import type { Assistant, ResponseObject } from '../contract/responses'
 
 export interface Organization {
@@ -45,13 +46,40 @@ export interface KeyAdmin {
   revokeKey(organizationId: string, keyId: string): Promise<boolean>
 }
 
+/** One part of a stored Python state: inline while small, else an object in the blob store. */
+export interface StatePartRecord {
+  sha256: string
+  bytes: number
+  data?: string
+  key?: string
+}
+
+export interface SessionRecord {
+  id: string
+  organization_id: string
+  created_at: number
+  last_active_at: number
+  /** The plan's idle limit when the session was last used (seconds). */
+  idle_seconds: number
+  state?: { parts: StatePartRecord[] }
+  /** Files the session's code generated, by name (the latest of each name). */
+  files: Record<string, string>
+}
+
 export interface SessionStore {
-  /** The session's serialized Python state (base64), if it has any. */
-  getSessionState(organizationId: string, sessionId: string): Promise<string | undefined>
-  /** Whether the store keeps a state this large. */
-  sessionStateFits(state: string): boolean
-  /** False when the state is larger than the store keeps; then the session has no state. */
-  putSessionState(organizationId: string, sessionId: string, state: string, now: Date): Promise<boolean>
+  getSession(organizationId: string, id: string): Promise<SessionRecord | undefined>
+  putSession(session: SessionRecord): Promise<void>
+  /** True when it existed. */
+  deleteSession(organizationId: string, id: string): Promise<boolean>
+}
+
+export interface FileStore {
+  putFile(file: FileObject & { key: string }): Promise<void>
+  getFile(organizationId: string, id: string): Promise<(FileObject & { key: string }) | undefined>
+  /** Newest first. */
+  listFiles(organizationId: string, options: { limit: number; after?: string; purpose?: string }): Promise<FileObject[]>
+  /** True when it existed. */
+  deleteFile(organizationId: string, id: string): Promise<boolean>
 }
 
 /** What a stored response remembers of its conversation, for previous_response_id. */

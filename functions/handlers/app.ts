@@ -20,6 +20,7 @@ import { hashApiKey, newId } from '../core/ids'
 import { getResponse, listResponses, prepareResponse } from '../core/responses'
 import { eventStream } from './sse'
 import { type ApiDeps, responsesDepsOf } from './deps'
+import { fileRoutes } from './files'
 import { apiErrors, describeIssue, header, json, parseBody } from './http'
 
 type Route = (event: APIGatewayProxyEvent) => Promise<APIGatewayProxyResult>
@@ -71,10 +72,12 @@ export function createApiHandler(deps: ApiDeps) {
       throw executionLimitReached()
     }
     const request = { ...body, timeout_ms: Math.min(body.timeout_ms ?? config.codeTimeoutMs, config.codeTimeoutMs) }
-    return json(200, await executeCode(request, { sandbox: deps.sandbox, clock: deps.clock, sessions: deps.store }))
+    return json(200, await executeCode(request, { ...workspaceDeps, sandbox: deps.sandbox }, { sessionIdleDays: plan.session_idle_days }))
   }
 
   const responsesDeps = responsesDepsOf(deps)
+  const workspaceDeps = { files: deps.store, blobs: deps.blobs, sessions: deps.store, clock: deps.clock, slots: deps.slots }
+  const filesDeps = { files: deps.store, blobs: deps.blobs, clock: deps.clock, maxFileBytes: config.fileMaxBytes }
 
   /** POST /v1/responses: answered at once (JSON), as a stream of events, or in the background. */
   const createResponseRoute: Route = async (event) => {
@@ -114,6 +117,12 @@ export function createApiHandler(deps: ApiDeps) {
   }
 
   const routes = [
+    ...fileRoutes({
+      files: filesDeps,
+      sessions: { sessions: deps.store, blobs: deps.blobs, clock: deps.clock },
+      caller,
+      sessionIdleDays: async (org) => config.plans[(await deps.hot.getOrganization(org))?.plan ?? config.defaultPlan]?.session_idle_days ?? 7,
+    }),
     { method: 'GET', path: '/v1/health', handler: health },
     { method: 'POST', path: '/v1/executions', handler: createExecution },
     {

@@ -23,6 +23,7 @@ const LocalEnv = z.object({
   RESPONSE_DEADLINE_MS: z.string().optional(),
   KEY_CACHE_TTL_MS: z.string().optional(),
   USAGE_RESERVATION_BATCH: z.string().optional(),
+  FILE_MAX_BYTES: z.string().optional(),
 })
 
 export type LocalConfig = ReturnType<typeof loadLocalConfig>

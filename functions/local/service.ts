@@ -14,6 +14,7 @@ import { createDeps } from '../handlers/deps'
 import { installLambdaStreamingGlobals, startApiServer } from './api-gateway'
 import type { LocalConfig } from './config'
 import { startLocalDynamo } from './dynamo'
+import { LOCAL_BUCKET, S3RVER_CREDENTIALS, startLocalS3 } from './s3'
 import { bootstrapLocalKey } from './keys'
 import { endpointUrl, startLambdaEndpoint } from './lambda-endpoint'
 import { ensurePython } from './python-setup'
@@ -81,7 +82,8 @@ const close = (server: Server) => new Promise<void>((r) => server.close(() => r(
 
 /**
  * Everything `npm start` runs, in one process: the HTTP API, the local Lambda endpoint with its
- * warm Python workers, and DynamoDB (dynalite). `persist: false` keeps the table in memory (tests).
+ * warm Python workers, DynamoDB (dynalite) and S3 (s3rver). `persist: false` keeps the table in
+ * memory and the objects in a temporary directory (tests).
  */
 export async function startLocalService(
   config: LocalConfig,
@@ -100,6 +102,7 @@ export async function startLocalService(
   if (persist) mkdirSync(config.DATA_DIR, { recursive: true })
   const dynamo = await startLocalDynamo(persist ? join(config.DATA_DIR, 'dynamodb') : undefined, TABLE_NAME)
   if (persist) writeFileSync(localDynamoEndpointFile(config.DATA_DIR), dynamo.endpoint)
+  const s3 = await startLocalS3(persist ? config.DATA_DIR : undefined)
   const workerUidBase = config.SANDBOX_WORKER_UID_BASE
   if (workerUidBase !== undefined && process.getuid?.() !== 0) {
     throw new Error('SANDBOX_WORKER_UID_BASE needs the server to run as root (it starts workers as other uids)')
@@ -122,6 +125,7 @@ export async function startLocalService(
   } catch (error) {
     await pool.stop()
     await close(dynamo.server)
+    await s3.stop()
     throw error
   }
   const lambda = await startLambdaEndpoint(pool, FUNCTION_NAME, config.LAMBDA_PORT)
@@ -137,6 +141,8 @@ export async function startLocalService(
     RESPONSE_DEADLINE_MS: config.RESPONSE_DEADLINE_MS,
     KEY_CACHE_TTL_MS: config.KEY_CACHE_TTL_MS,
     USAGE_RESERVATION_BATCH: config.USAGE_RESERVATION_BATCH,
+    BUCKET_NAME: LOCAL_BUCKET,
+    FILE_MAX_BYTES: config.FILE_MAX_BYTES,
   })
   const localPlan = config.LOCAL_PLAN ?? mostCapablePlan(apiConfig.plans)
   if (!apiConfig.plans[localPlan]) throw new Error(`LOCAL_PLAN "${localPlan}" is not one of the plans: ${Object.keys(apiConfig.plans).join(', ')}`)
@@ -145,6 +151,7 @@ export async function startLocalService(
     {
       lambda: { endpoint: endpointUrl(lambda), region: 'us-east-1', credentials: LOCAL_CREDENTIALS },
       dynamo: { endpoint: dynamo.endpoint, region: 'us-east-1', credentials: LOCAL_CREDENTIALS },
+      s3: { endpoint: s3.endpoint, region: 'us-east-1', credentials: S3RVER_CREDENTIALS, forcePathStyle: true },
       model: options.model,
       inProcessBackground: true,
     },
@@ -188,7 +195,7 @@ export async function startLocalService(
       await pool.stop()
       api.closeAllConnections()
       lambda.closeAllConnections()
-      await Promise.all([close(api), close(lambda), close(dynamo.server)])
+      await Promise.all([close(api), close(lambda), close(dynamo.server), s3.stop()])
       if (runtimeDir !== join(PROJECT_ROOT, 'python-runtime')) rmSync(dirname(runtimeDir), { recursive: true, force: true })
     },
   }

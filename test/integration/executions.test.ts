@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { MAX_CODE_CHARS } from '../../functions/contract/sandbox'
-import { api, execute, startTestService } from '../support/local'
+import { api, execute, startTestService, TEST_KEY } from '../support/local'
 
 // Through every layer: HTTP -> API handler (middy) -> real LambdaClient -> local Lambda
 // endpoint -> Python worker (runner -> zygote -> child) and back.
@@ -32,8 +32,9 @@ describe('POST /v1/executions', () => {
     expect(res.body.status).toBe('completed')
     const [text, image, value] = res.body.outputs
     expect(text).toEqual({ type: 'text', source: 'stdout', text: 'chart' })
-    expect(image.type).toBe('image')
-    expect(Buffer.from(image.data, 'base64').subarray(1, 4).toString()).toBe('PNG')
+    expect(image).toMatchObject({ type: 'image', mime_type: 'image/png', file_id: expect.stringMatching(/^file_/) })
+    const png = await fetch(`${ctx.service.url}/v1/files/${image.file_id}/content`, { headers: { authorization: `Bearer ${TEST_KEY}` } })
+    expect(Buffer.from(await png.arrayBuffer()).subarray(1, 4).toString()).toBe('PNG')
     expect(value).toEqual({ type: 'text', source: 'result', text: '42' })
   })
 

@@ -31,38 +31,103 @@ afterAll(async () => {
   await converse?.close()
 })
 
+const newSession = async (headers?: Record<string, string>) => {
+  const res = await api(ctx.service, 'POST', '/v1/sessions', undefined, headers)
+  expect(res.status).toBe(200)
+  return res.body.id as string
+}
+
 describe('sessions of executions', () => {
-  it('keep variables, functions and DataFrames between executions of one session only', async () => {
-    const first = await execute(ctx.service, "import pandas as pd\nx = 41\ndf = pd.DataFrame({'v': [1, 2, 3]})\ndef inc(v): return v + 1", { session_id: 'sess_exec1' })
+  it('keep a DataFrame, a function and a class between executions of one session only', async () => {
+    const session = await newSession()
+    expect(session).toMatch(/^sess_/)
+    const first = await execute(
+      ctx.service,
+      "import pandas as pd\nx = 41\ndf = pd.DataFrame({'v': [1, 2, 3]})\ndef inc(v): return v + 1\nclass Account:\n    def __init__(self, b): self.b = b\n    def grow(self, r): return round(self.b * (1 + r), 2)\nacct = Account(100)",
+      { session_id: session },
+    )
     expect(first.body.status).toBe('completed')
-    expect(first.body.session_id).toBe('sess_exec1')
-    const second = await execute(ctx.service, 'print(inc(x), int(df.v.sum()))', { session_id: 'sess_exec1' })
-    expect(second.body.outputs).toEqual([{ type: 'text', source: 'stdout', text: '42 6' }])
-    const elsewhere = await execute(ctx.service, 'print(x)', { session_id: 'sess_exec2' })
+    expect(first.body.session_id).toBe(session)
+    const second = await execute(ctx.service, "df.loc[0, 'v'] = 10\nprint(inc(x), int(df.v.sum()), acct.grow(0.05), Account(1).grow(1), type(acct).__name__)", { session_id: session })
+    expect(second.body.outputs).toEqual([{ type: 'text', source: 'stdout', text: '42 15 105.0 2 Account' }])
+    // The change made in the second block is what the third sees.
+    expect((await execute(ctx.service, 'print(int(df.v.sum()))', { session_id: session })).body.outputs[0].text).toBe('15')
+    const elsewhere = await execute(ctx.service, 'print(x)', { session_id: await newSession() })
     expect(elsewhere.body.outputs[0]).toMatchObject({ type: 'error', name: 'NameError' })
     const none = await execute(ctx.service, 'print(x)')
     expect(none.body.outputs[0]).toMatchObject({ type: 'error', name: 'NameError' })
+    const info = await api(ctx.service, 'GET', `/v1/sessions/${session}`)
+    expect(info.body).toMatchObject({ id: session, object: 'session', organization_id: 'org_test' })
+    expect(info.body.expires_at - info.body.last_active_at).toBe(30 * 86_400) // the enterprise plan's idle limit
   })
 
-  it('are separate per organization even with the same session id', async () => {
-    await execute(ctx.service, "token = 'org_test only'", { session_id: 'sess_shared' })
+  it('name what cannot be kept, and keep the rest', async () => {
+    const session = await newSession()
+    const res = await execute(ctx.service, "handle = open('notes.txt', 'w')\ngen = (i for i in range(3))\nkept = 7", { session_id: session })
+    const notice = res.body.outputs.find((o: any) => o.type === 'text' && o.source === 'sandbox')
+    expect(notice.text).toContain('handle')
+    expect(notice.text).toContain('gen')
+    expect((await execute(ctx.service, "print(kept, 'handle' in dir(), 'gen' in dir())", { session_id: session })).body.outputs[0].text).toBe('7 False False')
+  })
+
+  it('keep what a failed block defined before its error', async () => {
+    const session = await newSession()
+    await execute(ctx.service, 'kept = 7\n1 / 0', { session_id: session })
+    expect((await execute(ctx.service, 'print(kept)', { session_id: session })).body.outputs[0].text).toBe('7')
+  })
+
+  it('let later blocks read the files earlier blocks wrote, without returning them again', async () => {
+    const session = await newSession()
+    const first = await execute(ctx.service, "open('totals.txt', 'w').write('1200')", { session_id: session })
+    expect(first.body.outputs).toEqual([expect.objectContaining({ type: 'file', filename: 'totals.txt' })])
+    const second = await execute(ctx.service, "print(int(open('totals.txt').read()) * 2)\nopen('totals.txt', 'a').write('0')", { session_id: session })
+    expect(second.body.outputs[0]).toEqual({ type: 'text', source: 'stdout', text: '2400' })
+    // Changed: returned again as a new file, which later blocks see.
+    expect(second.body.outputs[1]).toMatchObject({ type: 'file', filename: 'totals.txt', bytes: 5 })
+    const third = await execute(ctx.service, "print(open('totals.txt').read())", { session_id: session })
+    expect(third.body.outputs).toEqual([{ type: 'text', source: 'stdout', text: '12000' }])
+    const info = await api(ctx.service, 'GET', `/v1/sessions/${session}`)
+    expect(info.body.files).toEqual([{ filename: 'totals.txt', file_id: second.body.outputs[1].file_id }])
+  })
+
+  it('carry a 10 MB DataFrame from block to block', async () => {
+    const session = await newSession()
+    await execute(ctx.service, 'import numpy as np, pandas as pd\ndf = pd.DataFrame(np.arange(1_310_720, dtype=float).reshape(-1, 10))', { session_id: session })
+    const res = await execute(ctx.service, 'print(df.shape, int(df.values.sum()))', { session_id: session })
+    expect(res.body.outputs).toEqual([{ type: 'text', source: 'stdout', text: `(131072, 10) ${(1_310_719 * 1_310_720) / 2}` }])
+  })
+
+  it('404 for an unknown or another organization\'s session; 400 for a malformed id', async () => {
+    const session = await newSession()
+    await execute(ctx.service, "token = 'org_test only'", { session_id: session })
     const key = await ctx.service.issueKey('org_session_other')
-    const res = await api(ctx.service, 'POST', '/v1/executions', { organization_id: 'org_session_other', code: 'print(token)', session_id: 'sess_shared' }, { authorization: `Bearer ${key}` })
-    expect(res.body.outputs[0]).toMatchObject({ type: 'error', name: 'NameError' })
+    const theirs = { authorization: `Bearer ${key}` }
+    const res = await api(ctx.service, 'POST', '/v1/executions', { organization_id: 'org_session_other', code: 'print(token)', session_id: session }, theirs)
+    expect(res.status).toBe(404)
+    expect(res.body.error.code).toBe('not_found')
+    expect((await api(ctx.service, 'GET', `/v1/sessions/${session}`, undefined, theirs)).status).toBe(404)
+    expect((await api(ctx.service, 'DELETE', `/v1/sessions/${session}`, undefined, theirs)).status).toBe(404)
+    expect((await execute(ctx.service, '1', { session_id: 'sess_neverissued' })).status).toBe(404)
+    const bad = await execute(ctx.service, '1', { session_id: 'nope' })
+    expect(bad.status).toBe(400)
+    expect(bad.body.error.message).toMatch(/^session_id/)
   })
 
-  it('keep what a failed block defined before its error, and say when state is too large to keep', async () => {
-    await execute(ctx.service, 'kept = 7\n1 / 0', { session_id: 'sess_fail' })
-    expect((await execute(ctx.service, 'print(kept)', { session_id: 'sess_fail' })).body.outputs[0].text).toBe('7')
-    const big = await execute(ctx.service, "blob = 'x' * 400_000", { session_id: 'sess_big' })
-    expect(big.body.outputs.at(-1)).toMatchObject({ type: 'text', source: 'sandbox' })
-    expect(big.body.outputs.at(-1).text).toContain('larger than the session store keeps')
-  })
-
-  it('400 for a malformed session id', async () => {
-    const res = await execute(ctx.service, '1', { session_id: 'nope' })
-    expect(res.status).toBe(400)
-    expect(res.body.error.message).toMatch(/^session_id/)
+  it('expire after their idle limit with 410 session_expired, and can be deleted', async () => {
+    const session = await newSession()
+    await execute(ctx.service, 'x = 1', { session_id: session })
+    const record = (await ctx.service.store.getSession('org_test', session))!
+    expect(record.state?.parts.length).toBeGreaterThan(0)
+    // Last used eight days ago on a plan that keeps sessions for seven idle days.
+    await ctx.service.store.putSession({ ...record, last_active_at: record.last_active_at - 8 * 86_400, idle_seconds: 7 * 86_400 })
+    const expired = await execute(ctx.service, 'print(x)', { session_id: session })
+    expect(expired.status).toBe(410)
+    expect(expired.body.error.code).toBe('session_expired')
+    expect(expired.body.error.message).toContain(session)
+    expect((await ctx.service.store.getSession('org_test', session))!.state).toBeUndefined()
+    const other = await newSession()
+    expect((await api(ctx.service, 'DELETE', `/v1/sessions/${other}`)).body).toEqual({ id: other, object: 'session', deleted: true })
+    expect((await execute(ctx.service, '1', { session_id: other })).status).toBe(404)
   })
 })
 
@@ -75,10 +140,11 @@ describe('sessions of responses', () => {
     api(ctx.service, 'POST', '/v1/responses', { assistant_id: assistant, inputs: [{ role: 'user', content }], ...extra })
 
   it('every response has a session; naming it carries Python state to the next response', async () => {
-    const first = await respond('remember', { session_id: 'sess_resp1' })
-    expect(first.body.session_id).toBe('sess_resp1')
+    const first = await respond('remember')
+    const session = first.body.session_id
+    expect(session).toMatch(/^sess_/)
     expect(first.body.output[0].outputs[0].text).toBe('kept')
-    const second = await respond('recall', { session_id: 'sess_resp1' })
+    const second = await respond('recall', { session_id: session })
     expect(second.body.output[0].outputs[0].text).toBe('2468 3')
     const fresh = await respond('recall')
     expect(fresh.body.session_id).toMatch(/^sess_/)
@@ -113,5 +179,13 @@ describe('sessions of responses', () => {
     )
     expect(stolen.status).toBe(404)
     expect(stolen.body.error.code).toBe('not_found')
+    const sessionTheft = await api(
+      ctx.service,
+      'POST',
+      '/v1/responses',
+      { assistant_id: otherAssistant, inputs: [{ role: 'user', content: 'recall' }], session_id: mine.body.session_id },
+      { authorization: `Bearer ${key}` },
+    )
+    expect(sessionTheft.status).toBe(404)
   })
 })

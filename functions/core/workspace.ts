@@ -1,0 +1,265 @@
+/**
+ * What travels with each code block besides the code: the files the code can read, the
+ * session's Python state, and upload slots for what is too large to come back inline; and,
+ * after the block, turning what the sandbox returned into stored files and a new state.
+ *
+ * Small things travel inside the invocation (Lambda's 6 MB each way); large ones through
+ * presigned URLs that only the trusted runner uses. The sandbox stays stateless.
+ */
+import type { FileObject, PublicOutputItem } from '../contract/files'
+import type { InputFile, SandboxPayload, SandboxResult, StateIn } from '../contract/sandbox'
+import { SandboxProtocolError } from './errors'
+import { ApiError } from './errors'
+import { type FilesDeps, type StoredFile, fileKey, mediaType, storeGenerated } from './files'
+import { newId } from './ids'
+import type { BlobStore, Clock } from './ports'
+import type { FileStore, SessionRecord, SessionStore, StatePartRecord } from './stores'
+
+/** A file travels inline while it is at most this large and the block's inline total allows. */
+const INLINE_FILE_BYTES = 1024 * 1024
+const INLINE_FILES_TOTAL = 3 * 1024 * 1024
+/** A state part stays in the session record while small; the record keeps at most this inline. */
+const INLINE_PART_CHARS = 96_000
+const INLINE_STATE_CHARS = 200_000
+/** Presigned URLs given to the runner live this long (a block runs for at most 15 minutes). */
+const URL_SECONDS = 1800
+/** Upload slots offered per block: large outputs and new large state parts. */
+export const SLOTS_PER_BLOCK = 4
+
+export interface Slot {
+  id: string
+  key: string
+  url: string
+  at: number
+}
+
+/**
+ * Presigned PUT URLs for fresh keys, signed ahead and reused while unused: a block that
+ * uploads nothing (most blocks) costs no signing. Slots never cross organizations.
+ */
+export class UploadSlots {
+  private readonly pools = new Map<string, Slot[]>()
+
+  constructor(
+    private readonly blobs: BlobStore,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  async take(organizationId: string, n: number): Promise<Slot[]> {
+    const fresh = this.now() - (URL_SECONDS * 1000) / 3
+    const pool = (this.pools.get(organizationId) ?? []).filter((s) => s.at > fresh)
+    const taken = pool.splice(0, n)
+    this.pools.set(organizationId, pool)
+    while (taken.length < n) {
+      const id = newId('file')
+      const key = fileKey(organizationId, id)
+      taken.push({ id, key, url: await this.blobs.presign('PUT', key, URL_SECONDS), at: this.now() })
+    }
+    return taken
+  }
+
+  giveBack(organizationId: string, slots: Slot[]): void {
+    if (!slots.length) return
+    const pool = this.pools.get(organizationId) ?? []
+    pool.push(...slots)
+    this.pools.set(organizationId, pool.slice(-4 * SLOTS_PER_BLOCK))
+  }
+}
+
+export interface WorkspaceDeps {
+  files: FileStore
+  blobs: BlobStore
+  sessions: SessionStore
+  clock: Clock
+  slots: UploadSlots
+}
+
+export interface WorkspaceInit {
+  organizationId: string
+  /** Files the request (and its assistant) named: read-only to the code. */
+  inputs: StoredFile[]
+  /** The session whose state and generated files the blocks share. */
+  session?: SessionRecord
+  /** Recorded on generated files. */
+  source: FileObject['source']
+}
+
+/** The name a file gets in the working directory (the sandbox takes no paths). */
+const placedName = (filename: string) => filename.replaceAll('/', '_').replace(/^\.+/, '_')
+
+export class Workspace {
+  private readonly sessionFiles = new Map<string, StoredFile>()
+  private readonly garbage = new Set<string>()
+  private slots: Slot[] = []
+
+  private constructor(
+    private readonly deps: WorkspaceDeps,
+    private readonly init: WorkspaceInit,
+  ) {}
+
+  static async open(deps: WorkspaceDeps, init: WorkspaceInit): Promise<Workspace> {
+    const ws = new Workspace(deps, init)
+    const generated = Object.entries(init.session?.files ?? {})
+    const records = await Promise.all(generated.map(([, id]) => deps.files.getFile(init.organizationId, id)))
+    generated.forEach(([name, id], i) => {
+      const file = records[i]
+      if (file) ws.sessionFiles.set(name, file)
+      else delete init.session!.files[name] // deleted through the files API meanwhile
+      void id
+    })
+    return ws
+  }
+
+  /** The files the code finds in its working directory, for the model's instructions. */
+  get visibleFiles(): { name: string; bytes: number; mime_type: string }[] {
+    return this.placed().map(({ file }) => ({ name: placedName(file.filename), bytes: file.bytes, mime_type: file.mime_type }))
+  }
+
+  private placed(): { file: StoredFile; writable: boolean }[] {
+    const explicit = new Set(this.init.inputs.map((f) => placedName(f.filename)))
+    return [
+      ...this.init.inputs.map((file) => ({ file, writable: false })),
+      ...[...this.sessionFiles.entries()].filter(([name]) => !explicit.has(name)).map(([, file]) => ({ file, writable: true })),
+    ]
+  }
+
+  /** The payload fields for the next block. */
+  async payload(wantState: boolean): Promise<Pick<SandboxPayload, 'files' | 'state' | 'uploads' | 'want_state'>> {
+    const { blobs } = this.deps
+    let inline = INLINE_FILES_TOTAL
+    const files = await Promise.all(
+      this.placed().map(async ({ file, writable }): Promise<InputFile> => {
+        const base = { name: placedName(file.filename), bytes: file.bytes, ...(writable ? { writable } : {}) }
+        if (file.bytes <= INLINE_FILE_BYTES && file.bytes <= inline) {
+          inline -= file.bytes
+          const data = await blobs.get(file.key)
+          if (!data) throw new ApiError(410, 'file_content_missing', `The bytes of file ${file.id} are no longer stored.`)
+          return { ...base, data: Buffer.from(data).toString('base64') }
+        }
+        return { ...base, url: await blobs.presign('GET', file.key, URL_SECONDS) }
+      }),
+    )
+    const parts = wantState ? this.init.session?.state?.parts : undefined
+    const state: StateIn | undefined = parts?.length
+      ? {
+          parts: await Promise.all(
+            parts.map(async (p) =>
+              p.data !== undefined
+                ? { sha256: p.sha256, bytes: p.bytes, data: p.data }
+                : { sha256: p.sha256, bytes: p.bytes, url: await blobs.presign('GET', p.key!, URL_SECONDS) },
+            ),
+          ),
+        }
+      : undefined
+    this.slots = await this.deps.slots.take(this.init.organizationId, SLOTS_PER_BLOCK)
+    return {
+      ...(files.length ? { files } : {}),
+      ...(state ? { state } : {}),
+      ...(wantState ? { want_state: true } : {}),
+      uploads: this.slots.map((s) => s.url),
+    }
+  }
+
+  /**
+   * After a block: every image and file becomes a stored file (an ordinary file id), files
+   * join the session's files, and the new state replaces the old. Returns the public outputs.
+   */
+  async settle(result: SandboxResult, source: FileObject['source'] = {}): Promise<PublicOutputItem[]> {
+    const { blobs } = this.deps
+    const org = this.init.organizationId
+    const slots = this.slots
+    this.slots = []
+    const used = new Set<number>()
+    const slotAt = (i: number) => {
+      const slot = slots[i]
+      if (!slot || used.has(i)) throw new SandboxProtocolError(`the sandbox named upload slot ${i}, which it was not given or used twice`)
+      used.add(i)
+      return slot
+    }
+    const notices: PublicOutputItem[] = []
+    let images = 0
+    const fileDeps: Pick<FilesDeps, 'files' | 'blobs' | 'clock'> = this.deps
+    try {
+      const outputs = await Promise.all(
+        result.outputs.map(async (o): Promise<PublicOutputItem | undefined> => {
+          if (o.type === 'text' || o.type === 'error') return o
+          const filename = o.type === 'image' ? `image-${++images}.png` : o.filename
+          const mimeType = o.type === 'image' ? 'image/png' : mediaType(o.filename, o.mime_type)
+          const origin = { ...this.init.source, ...source }
+          let stored: StoredFile
+          if (o.data !== undefined) {
+            stored = await storeGenerated(fileDeps, org, { filename, mimeType, purposeSource: origin, data: Buffer.from(o.data, 'base64') })
+          } else if (o.slot !== undefined) {
+            const slot = slotAt(o.slot)
+            // The object's real size, not the sandbox's word for it.
+            const head = await blobs.head(slot.key)
+            if (!head) {
+              notices.push({ type: 'text', source: 'sandbox', text: `[${filename} could not be stored: its upload did not arrive]` })
+              return undefined
+            }
+            stored = await storeGenerated(fileDeps, org, { id: slot.id, filename, mimeType, purposeSource: origin, uploadedBytes: head.bytes })
+          } else {
+            throw new SandboxProtocolError(`the sandbox returned ${o.type === 'file' ? o.filename : 'an image'} with neither data nor slot`)
+          }
+          if (o.type === 'image') return { type: 'image', file_id: stored.id, mime_type: stored.mime_type, bytes: stored.bytes }
+          if (this.init.session && !o.filename.includes('/')) {
+            this.sessionFiles.set(placedName(o.filename), stored)
+            this.init.session.files[placedName(o.filename)] = stored.id
+          }
+          return { type: 'file', file_id: stored.id, filename: stored.filename, mime_type: stored.mime_type, bytes: stored.bytes }
+        }),
+      )
+      if (result.state && this.init.session) {
+        const notice = await this.settleState(result.state, slotAt)
+        if (notice) notices.push({ type: 'text', source: 'sandbox', text: notice })
+      }
+      return [...outputs.filter((o): o is PublicOutputItem => o !== undefined), ...notices]
+    } finally {
+      this.deps.slots.giveBack(org, slots.filter((_, i) => !used.has(i)))
+    }
+  }
+
+  private async settleState(state: NonNullable<SandboxResult['state']>, slotAt: (i: number) => Slot): Promise<string | undefined> {
+    const session = this.init.session!
+    const previous = new Map((session.state?.parts ?? []).map((p) => [p.sha256, p]))
+    const parts: StatePartRecord[] = []
+    for (const p of state.parts) {
+      if (p.data !== undefined) parts.push({ sha256: p.sha256, bytes: p.bytes, data: p.data })
+      else if (p.slot !== undefined) parts.push({ sha256: p.sha256, bytes: p.bytes, key: slotAt(p.slot).key })
+      else {
+        const old = previous.get(p.sha256)
+        if (!old) return '[the Python state was not kept: the sandbox referred to a part it was not given]'
+        parts.push(old)
+      }
+    }
+    // The session record holds small parts itself; the rest go to the blob store.
+    let inlineChars = 0
+    for (const p of [...parts].sort((a, b) => (a.data?.length ?? 0) - (b.data?.length ?? 0))) {
+      if (p.data === undefined) continue
+      if (p.data.length <= INLINE_PART_CHARS && inlineChars + p.data.length <= INLINE_STATE_CHARS) {
+        inlineChars += p.data.length
+        continue
+      }
+      const key = `state/${session.organization_id}/${session.id}/${newId('part')}`
+      await this.deps.blobs.put(key, Buffer.from(p.data, 'base64'))
+      p.key = key
+      delete p.data
+    }
+    const kept = new Set(parts.flatMap((p) => (p.key ? [p.key] : [])))
+    for (const old of session.state?.parts ?? []) if (old.key && !kept.has(old.key)) this.garbage.add(old.key)
+    for (const key of kept) this.garbage.delete(key)
+    session.state = { parts }
+    return undefined
+  }
+
+  /** Saves the session (its state, its files, the time of use) and deletes state it replaced. */
+  async persist(idleDays: number): Promise<void> {
+    const session = this.init.session
+    if (!session) return
+    session.last_active_at = Math.floor(this.deps.clock.now().getTime() / 1000)
+    session.idle_seconds = idleDays * 86_400
+    await this.deps.sessions.putSession(session)
+    if (this.garbage.size) await this.deps.blobs.delete([...this.garbage]).catch(() => undefined)
+    this.garbage.clear()
+  }
+}
