@@ -23,7 +23,9 @@ const bedrockModelId = z
 const sandboxSchema = z
   .object({
     memoryMb: z.number().int().min(128).max(10_240).default(2048),
-    ephemeralStorageMb: z.number().int().min(512).max(10_240).default(1024),
+    // /tmp holds the input files the runner fetches, the files the code writes and its scratch:
+    // 2 GiB fits a 50 MB input plus outputs comfortably (Lambda bills storage above 512 MB).
+    ephemeralStorageMb: z.number().int().min(512).max(10_240).default(2048),
     // null = reserve nothing: new accounts with a low concurrency quota cannot reserve any.
     reservedConcurrency: z.number().int().min(1).nullable().default(20),
     // The per-block wall-clock limit the runner enforces; the Lambda timeout is derived from it.
@@ -42,6 +44,30 @@ const apiSchema = z
     memoryMb: z.number().int().min(128).max(10_240).default(1024),
     // Also the STREAM integration timeout, so at most API Gateway's 15 min streaming limit.
     timeoutSeconds: z.number().int().min(30).max(900).default(300),
+  })
+  .strict()
+
+const MIB = 1024 ** 2
+
+/** An origin as browsers send it: scheme, host (optionally one leading `*.`), port; no path or slash. */
+const corsOrigin = z
+  .string()
+  .regex(
+    /^(\*|https?:\/\/(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:\d{1,5})?)$/,
+    'an origin like https://app.example.com (scheme and host, optional port, no path or trailing slash), https://*.example.com, or *',
+  )
+
+const filesSchema = z
+  .object({
+    // One file's size limit (uploads and generated files). S3 takes at most 5 GiB in one PUT.
+    maxFileBytes: z
+      .number()
+      .int()
+      .min(MIB)
+      .max(5 * 1024 ** 3)
+      .default(512 * MIB),
+    // Browser origins allowed to PUT/GET presigned URLs on the bucket; empty = no CORS rule.
+    corsOrigins: z.array(corsOrigin).max(100).default([]),
   })
   .strict()
 
@@ -193,6 +219,7 @@ export const interpreterConfigSchema = z
   .object({
     sandbox: sandboxSchema.prefault({}),
     api: apiSchema.prefault({}),
+    files: filesSchema.prefault({}),
     bedrockModelIds: z.array(bedrockModelId).min(1),
     throttling: throttlingSchema.prefault({}),
     plans: plansSchema,
@@ -211,6 +238,13 @@ export const interpreterConfigSchema = z
         code: 'custom',
         path: ['api', 'timeoutSeconds'],
         message: `must exceed the sandbox timeout (${sandboxTimeoutSeconds(c.sandbox.codeTimeoutMs)} s), or the API gives up before a code block can finish`,
+      })
+    }
+    if (c.files.maxFileBytes >= c.sandbox.ephemeralStorageMb * MIB) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['files', 'maxFileBytes'],
+        message: `must be below the sandbox's /tmp (sandbox.ephemeralStorageMb = ${c.sandbox.ephemeralStorageMb} MiB), or a file of that size cannot reach the code`,
       })
     }
   })

@@ -7,7 +7,7 @@ import type { Construct } from 'constructs'
 import type { InterpreterConfig } from '../config'
 import { ServiceFunction } from './service-function'
 
-export { BUCKET_ACTIONS, bedrockModelArns, MODEL_ACTIONS, OBJECT_ACTIONS, TABLE_ACTIONS } from './service-function'
+export { bedrockModelArns, MODEL_ACTIONS, OBJECT_ACTIONS, TABLE_ACTIONS } from './service-function'
 
 export interface ApiFunctionProps {
   readonly config: InterpreterConfig

@@ -7,13 +7,15 @@ export interface SandboxNetworkProps {
 }
 
 /**
- * The sandbox's network: a VPC that reaches nothing.
+ * The sandbox's network: a VPC with no way out to the internet.
  *
- * - Only PRIVATE_ISOLATED subnets: no NAT gateway, no internet gateway, no route out.
- * - No VPC endpoints: even the role's own credentials are useless from inside.
- * - DNS off (enableDnsSupport: false): the Amazon resolver would otherwise answer, and carry
- *   data out in query names. The runner resolves no names, so nothing needs it.
- * - A security group with no egress rule at all.
+ * - Only PRIVATE_ISOLATED subnets: no NAT gateway, no internet gateway, no route out. The one
+ *   route besides the local one is the S3 gateway endpoint's (SandboxS3Access), which reaches
+ *   only this stack's bucket.
+ * - DNS support on, because the runner resolves the S3 names of its presigned URLs; the
+ *   resolver answers only S3 names (SandboxDnsFirewall), so query names cannot carry data
+ *   anywhere else. DNS hostnames stay off: nothing in the VPC needs a name of its own.
+ * - A security group with no ingress; its only egress (HTTPS) is added by SandboxS3Access.
  * - Flow logs, so any attempt to reach out shows up as REJECT records.
  */
 export class SandboxNetwork extends Construct {
@@ -26,7 +28,7 @@ export class SandboxNetwork extends Construct {
     this.vpc = new ec2.Vpc(this, 'Vpc', {
       maxAzs: 2,
       natGateways: 0,
-      enableDnsSupport: false,
+      enableDnsSupport: true,
       enableDnsHostnames: false,
       subnetConfiguration: [
         { name: 'sandbox', subnetType: ec2.SubnetType.PRIVATE_ISOLATED, cidrMask: 24 },
@@ -43,7 +45,7 @@ export class SandboxNetwork extends Construct {
 
     this.securityGroup = new ec2.SecurityGroup(this, 'SandboxSecurityGroup', {
       vpc: this.vpc,
-      description: 'Sandbox Lambda: no ingress, no egress',
+      description: 'Sandbox Lambda: no ingress; egress HTTPS only (to S3 through the gateway endpoint)',
       allowAllOutbound: false,
     })
   }

@@ -7,6 +7,13 @@ import { Construct } from 'constructs'
 import type { InterpreterConfig } from '../config'
 import { UsagePlans } from './usage-plans'
 
+/**
+ * Request bodies of these types reach the function base64-encoded (`isBase64Encoded: true`), so
+ * file uploads arrive byte for byte. JSON stays text. The STREAM integration returns the
+ * function's bytes as they are, so responses need no binary setting.
+ */
+export const BINARY_MEDIA_TYPES = ['multipart/form-data', 'application/octet-stream']
+
 export interface InterpreterApiProps {
   readonly handler: lambda.IFunction
   readonly config: InterpreterConfig
@@ -28,8 +35,9 @@ export interface InterpreterApiProps {
  * cannot serve both shapes, so all routes share the mode `/v1/responses` needs.
  *
  * Routes: the hot paths are explicit so they get their own request validation and per-method
- * metrics; the rest (assistants, files, ...) go through `/v1/{proxy+}` and the function's router,
- * which answers 404 for anything it does not serve.
+ * metrics; the rest (assistants, files, sessions, ...) go through `/v1/{proxy+}` and the
+ * function's router, which answers 404 for anything it does not serve. The proxy route has no
+ * request validator or model, so multipart and binary bodies (file uploads) pass unchanged.
  */
 export class InterpreterApi extends Construct {
   readonly api: apigw.RestApi
@@ -47,6 +55,7 @@ export class InterpreterApi extends Construct {
       cloudWatchRole: false,
       // The authorizer names the usage plan (its usageIdentifierKey); clients send no x-api-key.
       apiKeySourceType: apigw.ApiKeySourceType.AUTHORIZER,
+      binaryMediaTypes: BINARY_MEDIA_TYPES,
       deployOptions: {
         stageName: 'prod',
         throttlingRateLimit: throttling.rateLimit,
@@ -56,6 +65,10 @@ export class InterpreterApi extends Construct {
         metricsEnabled: true,
       },
     })
+
+    // Binary media types take effect with the next deployment, and CDK does not hash them into
+    // the deployment's logical id: a change to the list must create a new deployment.
+    this.api.latestDeployment?.addToLogicalId({ binaryMediaTypes: BINARY_MEDIA_TYPES })
 
     this.usagePlans = new UsagePlans(this, 'UsagePlans', {
       api: this.api,
@@ -121,6 +134,8 @@ export class InterpreterApi extends Construct {
       requestValidator: validator,
       requestParameters: { 'method.request.path.id': true },
     })
+    // Everything else, e.g. /v1/assistants, /v1/files (multipart uploads), /v1/files/{id}/content,
+    // /v1/files/uploads/{id}/complete, /v1/sessions/{id}: no validator, any body type.
     route(v1.addResource('{proxy+}'), 'ANY')
 
     Validations.of(this.api).acknowledge(

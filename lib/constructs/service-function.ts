@@ -9,6 +9,7 @@ import { Construct } from 'constructs'
 import type { InterpreterConfig } from '../config'
 import { projectPath } from '../paths'
 import { ownLogGroupOnly } from './sandbox'
+import { OBJECT_PREFIXES } from './storage'
 
 // Exact action lists, so the tests can pin them. Scan and table administration are left out.
 export const TABLE_ACTIONS = [
@@ -21,8 +22,9 @@ export const TABLE_ACTIONS = [
   'dynamodb:BatchWriteItem',
   'dynamodb:ConditionCheckItem',
 ]
+// On `files/*` and `state/*` only, and no s3:ListBucket: a missing object then answers 403 (not
+// 404), which the functions treat as missing. Presigned URLs carry these rights, nothing more.
 export const OBJECT_ACTIONS = ['s3:GetObject', 's3:PutObject', 's3:DeleteObject']
-export const BUCKET_ACTIONS = ['s3:ListBucket']
 export const MODEL_ACTIONS = ['bedrock:InvokeModel', 'bedrock:InvokeModelWithResponseStream']
 
 /** Geographic and global cross-Region inference profiles carry a prefix before the model id. */
@@ -99,10 +101,12 @@ export interface ServiceFunctionProps {
 }
 
 /**
- * A Node function of the service (the API, the scheduled runs): Node 22 on arm64, outside the
- * VPC, bundled by local esbuild, with the same environment and exactly these rights: its own log
- * group, invoking the sandbox, its table and bucket, and the configured Bedrock models. The
- * children keep the ids Logs, Role and Function, so subclasses keep their logical ids.
+ * A Node function of the service (the API, the background worker, the scheduled runs): Node 22
+ * on arm64, outside the VPC, bundled by local esbuild, with the same environment and exactly
+ * these rights: its own log group, invoking the sandbox, its table, the `files/` and `state/`
+ * objects of its bucket (the presigned URLs it hands the sandbox and clients carry these), and
+ * the configured Bedrock models. The children keep the ids Logs, Role and Function, so
+ * subclasses keep their logical ids.
  */
 export class ServiceFunction extends Construct {
   readonly function: nodejs.NodejsFunction
@@ -132,6 +136,7 @@ export class ServiceFunction extends Construct {
         SANDBOX_TENANT_ISOLATION: String(config.sandbox.tenantIsolation),
         TABLE_NAME: props.table.tableName,
         BUCKET_NAME: props.bucket.bucketName,
+        FILE_MAX_BYTES: String(config.files.maxFileBytes),
         CODE_TIMEOUT_MS: String(config.sandbox.codeTimeoutMs),
         // The model factory reads BEDROCK_MODEL_ID (the default model); an assistant may name
         // any of the configured ids, the only ones the role may call.
@@ -157,14 +162,12 @@ export class ServiceFunction extends Construct {
     this.role.addToPolicy(
       new iam.PolicyStatement({ sid: 'OwnTable', actions: TABLE_ACTIONS, resources: [props.table.tableArn] }),
     )
-    this.role.addToPolicy(
-      new iam.PolicyStatement({ sid: 'OwnBucket', actions: BUCKET_ACTIONS, resources: [props.bucket.bucketArn] }),
-    )
+    const objectPatterns = OBJECT_PREFIXES.map((prefix) => `${prefix}*`)
     this.role.addToPolicy(
       new iam.PolicyStatement({
-        sid: 'OwnBucketObjects',
+        sid: 'OwnBucketFilesAndState',
         actions: OBJECT_ACTIONS,
-        resources: [props.bucket.arnForObjects('*')],
+        resources: objectPatterns.map((pattern) => props.bucket.arnForObjects(pattern)),
       }),
     )
     const modelArns = config.bedrockModelIds.flatMap(bedrockModelArns)
@@ -173,11 +176,13 @@ export class ServiceFunction extends Construct {
     )
 
     const policy = this.role.node.findChild('DefaultPolicy')
-    Validations.of(policy).acknowledge({
-      id: `AwsSolutions-IAM5[Resource::<${logicalIdOf(props.bucket)}.Arn>/*]`,
-      reason:
-        'Object keys (files, generated files, state blobs) are created at run time under per-organization names, so no fixed key narrows it further; the grant covers this one bucket only',
-    })
+    for (const pattern of objectPatterns) {
+      Validations.of(policy).acknowledge({
+        id: `AwsSolutions-IAM5[Resource::<${logicalIdOf(props.bucket)}.Arn>/${pattern}]`,
+        reason:
+          'Object keys are created at run time under per-organization names (files/<org>/<file_id>, state/<org>/<session>/...), so no fixed key narrows it further; the grant covers these two prefixes of this one bucket only',
+      })
+    }
     for (const arn of modelArns.filter((a) => a.includes('*'))) {
       Validations.of(policy).acknowledge({
         id: `AwsSolutions-IAM5[Resource::${nagResource(arn)}]`,

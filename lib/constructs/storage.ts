@@ -3,18 +3,38 @@ import * as dynamodb from 'aws-cdk-lib/aws-dynamodb'
 import * as s3 from 'aws-cdk-lib/aws-s3'
 import { Construct } from 'constructs'
 
-/** Objects under this prefix are temporary (uploads in flight, scratch blobs); S3 deletes them. */
-export const TEMPORARY_PREFIX = 'tmp/'
+/** Uploaded and generated files: `files/<org>/<file_id>`. Kept until deleted through the API. */
+export const FILES_PREFIX = 'files/'
+/** Serialized Python session state: `state/<org>/<session>/...`. */
+export const STATE_PREFIX = 'state/'
+/** The only prefixes the service functions may touch (and the sandbox reach through its endpoint). */
+export const OBJECT_PREFIXES = [FILES_PREFIX, STATE_PREFIX] as const
+/**
+ * Backstop expiry of session state. A session expires after at most 30 idle days (a plan's
+ * session_idle_days) and the API deletes its state then; this catches whatever it missed.
+ */
+export const STATE_EXPIRATION_DAYS = 35
+/** Multipart uploads never completed (a client or the runner that gave up) are aborted after this. */
+export const ABORT_INCOMPLETE_UPLOAD_DAYS = 1
 export const TTL_ATTRIBUTE = 'expires_at'
+
+/** Request headers a browser may send with a presigned PUT (checksums and SDK headers are x-amz-*). */
+export const CORS_ALLOWED_HEADERS = ['content-type', 'content-md5', 'content-disposition', 'x-amz-*']
+/** Response headers a browser may read: the ETag identifies what was stored. */
+export const CORS_EXPOSED_HEADERS = ['ETag']
 
 export interface StorageProps {
   /** How long S3 server access logs are kept. */
   readonly accessLogRetentionDays: number
+  /** Browser origins allowed to use presigned URLs on the bucket (PUT, GET); empty = no CORS rule. */
+  readonly corsOrigins?: readonly string[]
 }
 
 /**
  * All state: one DynamoDB table (organizations, keys, assistants, responses, sessions; single
- * table with pk/sk) and one bucket (files, generated files, session state blobs).
+ * table with pk/sk) and one bucket (`files/`: uploaded and generated files; `state/`: session
+ * state). Objects move through presigned URLs signed by the service functions' roles: clients
+ * upload and download with them, and the sandbox's runner fetches inputs and stores outputs.
  */
 export class Storage extends Construct {
   readonly table: dynamodb.TableV2
@@ -42,6 +62,7 @@ export class Storage extends Construct {
       removalPolicy: RemovalPolicy.RETAIN,
     })
 
+    const corsOrigins = [...(props.corsOrigins ?? [])]
     this.bucket = new s3.Bucket(this, 'Bucket', {
       blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
       enforceSSL: true,
@@ -51,9 +72,23 @@ export class Storage extends Construct {
       serverAccessLogsBucket: accessLogs,
       serverAccessLogsPrefix: 'data-bucket/',
       lifecycleRules: [
-        { id: 'ExpireTemporaryObjects', prefix: TEMPORARY_PREFIX, expiration: Duration.days(1) },
-        { id: 'AbortIncompleteUploads', abortIncompleteMultipartUploadAfter: Duration.days(1) },
+        { id: 'ExpireSessionState', prefix: STATE_PREFIX, expiration: Duration.days(STATE_EXPIRATION_DAYS) },
+        { id: 'AbortIncompleteUploads', abortIncompleteMultipartUploadAfter: Duration.days(ABORT_INCOMPLETE_UPLOAD_DAYS) },
       ],
+      // Only for browsers uploading or downloading with presigned URLs; the URL is the credential.
+      cors:
+        corsOrigins.length > 0
+          ? [
+              {
+                id: 'PresignedBrowserTransfers',
+                allowedOrigins: corsOrigins,
+                allowedMethods: [s3.HttpMethods.PUT, s3.HttpMethods.GET],
+                allowedHeaders: CORS_ALLOWED_HEADERS,
+                exposedHeaders: CORS_EXPOSED_HEADERS,
+                maxAge: 3600,
+              },
+            ]
+          : undefined,
       removalPolicy: RemovalPolicy.RETAIN,
     })
   }

@@ -1,6 +1,7 @@
 import { Match } from 'aws-cdk-lib/assertions'
 import { describe, expect, it } from 'vitest'
-import { BUCKET_ACTIONS, MODEL_ACTIONS, OBJECT_ACTIONS, TABLE_ACTIONS } from '../../lib/constructs/api-function'
+import { MODEL_ACTIONS, OBJECT_ACTIONS, TABLE_ACTIONS } from '../../lib/constructs/api-function'
+import { BINARY_MEDIA_TYPES } from '../../lib/constructs/rest-api'
 import { buildStack, resourceByPrefix } from './support'
 
 const { template, config } = buildStack({
@@ -45,7 +46,15 @@ describe('API function', () => {
       CODE_TIMEOUT_MS: String(config.sandbox.codeTimeoutMs),
       SANDBOX_TENANT_ISOLATION: 'true',
       WORKER_FUNCTION_NAME: { Ref: workerFn.logicalId },
+      FILE_MAX_BYTES: '536870912',
     })
+    expect(config.files.maxFileBytes).toBe(536_870_912)
+  })
+
+  it('takes FILE_MAX_BYTES from files.maxFileBytes', () => {
+    const small = buildStack({ interpreter: { files: { maxFileBytes: 2 * 1024 ** 2 } } })
+    const fn = resourceByPrefix(small.template, 'AWS::Lambda::Function', 'ApiFunction')
+    expect(fn.resource.Properties.Environment.Variables.FILE_MAX_BYTES).toBe('2097152')
   })
 })
 
@@ -77,12 +86,14 @@ describe('API role', () => {
         Resource: { 'Fn::GetAtt': [sandboxFn.logicalId, 'Arn'] },
       },
       { Sid: 'OwnTable', Effect: 'Allow', Action: sorted(TABLE_ACTIONS), Resource: { 'Fn::GetAtt': [table.logicalId, 'Arn'] } },
-      { Sid: 'OwnBucket', Effect: 'Allow', Action: 's3:ListBucket', Resource: { 'Fn::GetAtt': [bucket.logicalId, 'Arn'] } },
       {
-        Sid: 'OwnBucketObjects',
+        Sid: 'OwnBucketFilesAndState',
         Effect: 'Allow',
-        Action: sorted(OBJECT_ACTIONS),
-        Resource: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucket.logicalId, 'Arn'] }, '/*']] },
+        Action: ['s3:DeleteObject', 's3:GetObject', 's3:PutObject'],
+        Resource: [
+          { 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucket.logicalId, 'Arn'] }, '/files/*']] },
+          { 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucket.logicalId, 'Arn'] }, '/state/*']] },
+        ],
       },
       {
         Sid: 'ConfiguredModels',
@@ -103,7 +114,7 @@ describe('API role', () => {
         Resource: { 'Fn::GetAtt': [workerFn.logicalId, 'Arn'] },
       },
     ])
-    expect(BUCKET_ACTIONS).toEqual(['s3:ListBucket'])
+    expect(sorted(OBJECT_ACTIONS)).toEqual(['s3:DeleteObject', 's3:GetObject', 's3:PutObject'])
     expect(TABLE_ACTIONS).not.toContain('dynamodb:Scan')
   })
 
@@ -140,6 +151,15 @@ describe('API role', () => {
     const text = JSON.stringify(policies[0]!.Properties.PolicyDocument)
     expect(text).not.toMatch(/"Action":"[^"]*\*"/)
     expect(text).not.toMatch(/"Resource":"\*"/)
+  })
+
+  it('may touch only files/* and state/* of its bucket: no ListBucket, no other prefix, no other bucket', () => {
+    const text = JSON.stringify(policies[0]!.Properties.PolicyDocument)
+    expect(text).not.toContain('s3:ListBucket')
+    const s3Resources = (policies[0]!.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown }[])
+      .filter((st) => [st.Action].flat().some((a) => a.startsWith('s3:')))
+      .flatMap((st) => [st.Resource].flat())
+    expect(s3Resources.map((r: any) => r['Fn::Join'][1][1])).toEqual(['/files/*', '/state/*'])
   })
 })
 
@@ -218,5 +238,56 @@ describe('REST API', () => {
     template.hasResourceProperties('AWS::ApiGateway::RestApi', { EndpointConfiguration: { Types: ['REGIONAL'] } })
     const outputs = template.findOutputs('*')
     expect(outputs.ApiUrl).toBeDefined()
+  })
+
+  it('passes multipart and octet-stream bodies to the function base64-encoded', () => {
+    expect(BINARY_MEDIA_TYPES).toEqual(['multipart/form-data', 'application/octet-stream'])
+    template.hasResourceProperties('AWS::ApiGateway::RestApi', { BinaryMediaTypes: ['multipart/form-data', 'application/octet-stream'] })
+  })
+
+  it('serves the file and session routes through /v1/{proxy+}, authorized, streamed and without body validation', () => {
+    const apiResources = template.findResources('AWS::ApiGateway::Resource')
+    const parentOf = (r: any) => r.Properties.ParentId.Ref ?? 'root'
+    /** The method API Gateway picks: an explicit path part, then a {param}, then a greedy {proxy+}. */
+    const resolve = (verb: string, path: string) => {
+      let current = 'root'
+      for (const part of path.split('/').filter(Boolean)) {
+        const children = Object.entries(apiResources).filter(([, r]) => parentOf(r) === current)
+        const next =
+          children.find(([, r]) => r.Properties.PathPart === part) ??
+          children.find(([, r]) => /^\{[^+]+\}$/.test(r.Properties.PathPart)) ??
+          children.find(([, r]) => /^\{.+\+\}$/.test(r.Properties.PathPart))
+        if (!next) throw new Error(`no resource for ${path} at ${part}`)
+        current = next[0]
+        if (next[1].Properties.PathPart.endsWith('+}')) break
+      }
+      const found = Object.entries(methods).find(
+        ([, m]) => m.Properties.ResourceId.Ref === current && [verb, 'ANY'].includes(m.Properties.HttpMethod),
+      )
+      if (!found) throw new Error(`no method for ${verb} ${path}`)
+      return found
+    }
+    const routes = [
+      ['GET', '/v1/files'],
+      ['POST', '/v1/files'],
+      ['GET', '/v1/files/file_abc'],
+      ['DELETE', '/v1/files/file_abc'],
+      ['GET', '/v1/files/file_abc/content'],
+      ['POST', '/v1/files/uploads'],
+      ['POST', '/v1/files/uploads/file_abc/complete'],
+      ['POST', '/v1/sessions'],
+      ['GET', '/v1/sessions/sess_abc'],
+      ['DELETE', '/v1/sessions/sess_abc'],
+    ]
+    for (const [verb, path] of routes) {
+      const [id, method] = resolve(verb!, path!)
+      expect(id, `${verb} ${path}`).toMatch(/^RestApiv1proxyANY/)
+      expect(method.Properties).toMatchObject({ AuthorizationType: 'CUSTOM', Integration: { ResponseTransferMode: 'STREAM' } })
+      // No validator or model: a multipart or binary body must not be rejected before the function.
+      expect(method.Properties.RequestValidatorId).toBeUndefined()
+      expect(method.Properties.RequestModels).toBeUndefined()
+    }
+    // The resolver itself: explicit routes still win over the proxy.
+    expect(resolve('GET', '/v1/responses/resp_1')[0]).toMatch(/^RestApiv1responsesidGET/)
   })
 })

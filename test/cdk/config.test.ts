@@ -15,12 +15,33 @@ describe('interpreter config', () => {
     const config = parseInterpreterConfig(minimal)
     expect(config.sandbox).toEqual({
       memoryMb: 2048,
-      ephemeralStorageMb: 1024,
+      // Room for a 50 MB input file, the files the code writes and its scratch.
+      ephemeralStorageMb: 2048,
       reservedConcurrency: 20,
       codeTimeoutMs: 30_000,
       tenantIsolation: true,
     })
+    expect(config.files).toEqual({ maxFileBytes: 536_870_912, corsOrigins: [] })
     expect(config.logRetentionDays).toBe(30)
+  })
+
+  it('bounds files.maxFileBytes to 1 MiB .. 5 GiB, and below the sandbox /tmp', () => {
+    const files = (maxFileBytes: number, sandbox = {}) => () => parseInterpreterConfig({ ...minimal, sandbox, files: { maxFileBytes } })
+    expect(files(1024 ** 2)).not.toThrow()
+    expect(files(1024 ** 2 - 1)).toThrow(/interpreter\.files\.maxFileBytes:/)
+    expect(files(5 * 1024 ** 3, { ephemeralStorageMb: 10_240 })).not.toThrow()
+    expect(files(5 * 1024 ** 3 + 1, { ephemeralStorageMb: 10_240 })).toThrow(/interpreter\.files\.maxFileBytes:/)
+    expect(files(1.5)).toThrow(/interpreter\.files\.maxFileBytes:/)
+    expect(files(2048 * 1024 ** 2)).toThrow(/interpreter\.files\.maxFileBytes: must be below the sandbox's \/tmp/)
+  })
+
+  it('accepts browser origins for CORS and rejects what a browser never sends', () => {
+    const cors = (corsOrigins: unknown) => () => parseInterpreterConfig({ ...minimal, files: { corsOrigins } })
+    expect(cors(['https://app.example.com', 'http://localhost:5173', 'https://*.example.com', '*'])).not.toThrow()
+    expect(cors(['https://app.example.com/'])).toThrow(/interpreter\.files\.corsOrigins\.0: an origin like/)
+    expect(cors(['app.example.com'])).toThrow(/interpreter\.files\.corsOrigins\.0:/)
+    expect(cors(['https://app.example.com/upload'])).toThrow(/interpreter\.files\.corsOrigins\.0:/)
+    expect(() => parseInterpreterConfig({ ...minimal, files: { maxBytes: 5 } })).toThrow(/interpreter\.files:.*maxBytes/)
   })
 
   it('names the offending key in the error', () => {

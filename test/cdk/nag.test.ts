@@ -49,7 +49,8 @@ describe('cdk-nag AwsSolutions', () => {
     expect([...acks.keys()].sort()).toEqual(
       [
         'CodeInterpreter/Api/Function: AwsSolutions-L1',
-        'CodeInterpreter/Api/Role/DefaultPolicy: AwsSolutions-IAM5[Resource::<StorageBucket5CB7C8EA.Arn>/*]',
+        'CodeInterpreter/Api/Role/DefaultPolicy: AwsSolutions-IAM5[Resource::<StorageBucket5CB7C8EA.Arn>/files/*]',
+        'CodeInterpreter/Api/Role/DefaultPolicy: AwsSolutions-IAM5[Resource::<StorageBucket5CB7C8EA.Arn>/state/*]',
         'CodeInterpreter/Api/Role/DefaultPolicy: AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:*::foundation-model/anthropic.claude-sonnet-4-5-20250929-v1:0]',
         'CodeInterpreter/RestApi/Api: AwsSolutions-APIG3',
         'CodeInterpreter/RestApi/UsagePlans/AuthorizerFunction: AwsSolutions-L1',
@@ -58,7 +59,8 @@ describe('cdk-nag AwsSolutions', () => {
         'CodeInterpreter/RestApi/Api: AwsSolutions-COG4',
         'CodeInterpreter/Sandbox/Role: AwsSolutions-IAM5[Resource::*]',
         'CodeInterpreter/Worker/Function: AwsSolutions-L1',
-        'CodeInterpreter/Worker/Role/DefaultPolicy: AwsSolutions-IAM5[Resource::<StorageBucket5CB7C8EA.Arn>/*]',
+        'CodeInterpreter/Worker/Role/DefaultPolicy: AwsSolutions-IAM5[Resource::<StorageBucket5CB7C8EA.Arn>/files/*]',
+        'CodeInterpreter/Worker/Role/DefaultPolicy: AwsSolutions-IAM5[Resource::<StorageBucket5CB7C8EA.Arn>/state/*]',
         'CodeInterpreter/Worker/Role/DefaultPolicy: AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:*::foundation-model/anthropic.claude-sonnet-4-5-20250929-v1:0]',
       ].sort(),
     )

@@ -5,66 +5,6 @@ import { buildStack, resourceByPrefix } from './support'
 
 const { template, config } = buildStack()
 const sandbox = resourceByPrefix(template, 'AWS::Lambda::Function', 'SandboxFunction')
-const sandboxSg = resourceByPrefix(template, 'AWS::EC2::SecurityGroup', 'NetworkSandboxSecurityGroup')
-
-describe('sandbox network', () => {
-  it('has only isolated subnets', () => {
-    const subnets = Object.values(template.findResources('AWS::EC2::Subnet'))
-    expect(subnets.length).toBeGreaterThan(0)
-    for (const subnet of subnets) {
-      expect(subnet.Properties.Tags).toContainEqual({ Key: 'aws-cdk:subnet-type', Value: 'Isolated' })
-      expect(subnet.Properties.MapPublicIpOnLaunch).toBe(false)
-    }
-    expect(sandbox.resource.Properties.VpcConfig.SubnetIds).toHaveLength(subnets.length)
-  })
-
-  it('has no route out: no NAT, internet gateway, egress-only gateway, endpoint or route', () => {
-    for (const type of [
-      'AWS::EC2::NatGateway',
-      'AWS::EC2::InternetGateway',
-      'AWS::EC2::EgressOnlyInternetGateway',
-      'AWS::EC2::VPCGatewayAttachment',
-      'AWS::EC2::VPCEndpoint',
-      'AWS::EC2::TransitGatewayAttachment',
-      'AWS::EC2::VPCPeeringConnection',
-      'AWS::EC2::Route',
-      'AWS::EC2::EIP',
-    ]) {
-      template.resourceCountIs(type, 0)
-    }
-  })
-
-  it('turns DNS off, so query names cannot carry data out', () => {
-    template.resourceCountIs('AWS::EC2::VPC', 1)
-    template.hasResourceProperties('AWS::EC2::VPC', {
-      EnableDnsSupport: false,
-      EnableDnsHostnames: false,
-    })
-  })
-
-  it("gives the sandbox's security group no egress and no ingress", () => {
-    // CDK's placeholder for "no egress": an ICMP rule to 255.255.255.255/32 that matches nothing.
-    expect(sandboxSg.resource.Properties.SecurityGroupEgress).toEqual([
-      {
-        CidrIp: '255.255.255.255/32',
-        Description: 'Disallow all traffic',
-        FromPort: 252,
-        IpProtocol: 'icmp',
-        ToPort: 86,
-      },
-    ])
-    expect(sandboxSg.resource.Properties.SecurityGroupIngress).toBeUndefined()
-    template.resourceCountIs('AWS::EC2::SecurityGroupEgress', 0)
-    template.resourceCountIs('AWS::EC2::SecurityGroupIngress', 0)
-    expect(sandbox.resource.Properties.VpcConfig.SecurityGroupIds).toEqual([
-      { 'Fn::GetAtt': [sandboxSg.logicalId, 'GroupId'] },
-    ])
-  })
-
-  it('records flow logs of all traffic', () => {
-    template.hasResourceProperties('AWS::EC2::FlowLog', { TrafficType: 'ALL', ResourceType: 'VPC' })
-  })
-})
 
 describe('sandbox function', () => {
   it('is an arm64 image running the sandbox handler', () => {
@@ -152,6 +92,22 @@ describe('sandbox role', () => {
       'ec2:DescribeSubnets',
       'ec2:UnassignPrivateIpAddresses',
     ])
+  })
+})
+
+describe('sandbox role and S3', () => {
+  const roleRef = sandbox.resource.Properties.Role['Fn::GetAtt'][0]
+
+  it('has no S3 rights at all: the runner uses presigned URLs, which carry the signing function\'s rights', () => {
+    const statements = Object.values(template.findResources('AWS::IAM::Policy'))
+      .filter((p) => JSON.stringify(p.Properties.Roles).includes(roleRef))
+      .flatMap((p) => p.Properties.PolicyDocument.Statement as { Action: string | string[] }[])
+    expect(statements.length).toBeGreaterThan(0)
+    for (const st of statements) for (const action of [st.Action].flat()) expect(action).not.toMatch(/^s3:|^\*$/)
+    // No bucket policy names it either.
+    for (const p of Object.values(template.findResources('AWS::S3::BucketPolicy'))) {
+      expect(JSON.stringify(p.Properties.PolicyDocument)).not.toContain(roleRef)
+    }
   })
 })
 

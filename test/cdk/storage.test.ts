@@ -1,5 +1,6 @@
 import { Match } from 'aws-cdk-lib/assertions'
 import { describe, expect, it } from 'vitest'
+import { STATE_EXPIRATION_DAYS } from '../../lib/constructs/storage'
 import { buildStack, resourceByPrefix } from './support'
 
 const { template } = buildStack()
@@ -45,10 +46,32 @@ describe('bucket', () => {
     })
   })
 
-  it('expires temporary objects after a day', () => {
-    expect(bucket.resource.Properties.LifecycleConfiguration.Rules).toContainEqual(
-      expect.objectContaining({ Prefix: 'tmp/', ExpirationInDays: 1, Status: 'Enabled' }),
-    )
+  it('expires session state after 35 days (a backstop) and aborts incomplete multipart uploads; files are kept', () => {
+    expect(bucket.resource.Properties.LifecycleConfiguration.Rules).toEqual([
+      { Id: 'ExpireSessionState', Prefix: 'state/', ExpirationInDays: 35, Status: 'Enabled' },
+      { Id: 'AbortIncompleteUploads', AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 }, Status: 'Enabled' },
+    ])
+    // Longer than the longest session idle time a plan may set (30 days).
+    expect(STATE_EXPIRATION_DAYS).toBeGreaterThan(30)
+  })
+
+  it('has no CORS rule unless files.corsOrigins lists origins', () => {
+    expect(bucket.resource.Properties.CorsConfiguration).toBeUndefined()
+    const origins = ['https://app.example.com', 'http://localhost:5173']
+    const withCors = buildStack({ interpreter: { files: { corsOrigins: origins } } })
+    const b = resourceByPrefix(withCors.template, 'AWS::S3::Bucket', 'StorageBucket')
+    expect(b.resource.Properties.CorsConfiguration).toEqual({
+      CorsRules: [
+        {
+          Id: 'PresignedBrowserTransfers',
+          AllowedOrigins: origins,
+          AllowedMethods: ['PUT', 'GET'],
+          AllowedHeaders: ['content-type', 'content-md5', 'content-disposition', 'x-amz-*'],
+          ExposedHeaders: ['ETag'],
+          MaxAge: 3600,
+        },
+      ],
+    })
   })
 
   it('refuses requests without TLS', () => {
