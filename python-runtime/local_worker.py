@@ -18,6 +18,10 @@ from sandbox.config import Config, ConfigError  # noqa: E402
 from sandbox.contract import ContractError  # noqa: E402
 from sandbox.runner import Runner, SandboxError  # noqa: E402
 
+# A request carries inline files and state parts as base64 (4/3 of their bytes) inside JSON: room
+# for 64 MB of them and more. A reply is bounded by SANDBOX_MAX_RESULT_BYTES (6 MB by default).
+MAX_REQUEST_BYTES = 256 << 20
+
 
 def main() -> None:
     logging.basicConfig(level=os.environ.get("SANDBOX_LOG_LEVEL", "WARNING"), stream=sys.stderr,
@@ -34,7 +38,7 @@ def main() -> None:
     frames.write_message(reply_fd, json.dumps({"ready": {"layers": runner.layers, "zygote": runner.hello}}).encode())
     while True:
         try:
-            request = json.loads(frames.read_message(inp, 64 << 20))
+            request = json.loads(frames.read_message(inp, MAX_REQUEST_BYTES))
         except EOFError:
             runner.close()
             return

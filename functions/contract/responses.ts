@@ -99,8 +99,6 @@ export interface ResponseObject {
   /** The session whose Python state this response used and updated. */
   session_id: string
   previous_response_id?: string
-  /** Set when the session's Python state could not be kept after this response. */
-  session_notice?: string
   error?: { code: string; message: string }
 }
 

@@ -6,14 +6,15 @@ and matplotlib. Everything here before `read job` happens off the critical path.
 from __future__ import annotations
 
 import ast
-import base64
 import builtins
 import io
 import json
 import linecache
 import os
+import pickle
 import resource
 import signal
+import struct
 import sys
 import traceback
 import types
@@ -22,6 +23,10 @@ from . import frames, kernel, paths
 
 CELL = "<cell>"
 MAX_JOB_BYTES = 64 << 20
+# Buffers at least this large (numpy/pandas data) leave the pickle as parts of their own, so an
+# unchanged one is recognised by its SHA-256 and never travels again.
+OUT_OF_BAND_MIN = 256 << 10
+MAX_STATE_PARTS = 256  # contract.MAX_STATE_PARTS
 
 
 class Limits:
@@ -130,7 +135,10 @@ def become_standby(conf: dict, drop_uid: int | None, job_r: int, result_w: int, 
     scratch = os.path.join(conf["scratch_root"], str(os.getpid()))
     os.mkdir(scratch, 0o700)
     if drop_uid is not None:
-        os.chown(scratch, drop_uid, drop_uid)
+        # Root's and sticky, writable by the block's group: the block creates files but cannot
+        # delete, rename or chmod the runner's read-only inputs placed here.
+        os.chown(scratch, 0, drop_uid)
+        os.chmod(scratch, 0o1770)
     if conf["layers"].get("netns"):
         kernel.unshare_net()
         layers["netns"] = True
@@ -264,38 +272,84 @@ def _emit_figures(sink: _Sink) -> None:
         sink.send(frames.IMAGE, buf.getvalue())
 
 
-def _load_state(ns: dict, blob: str, sink: _Sink) -> None:
+def _load_state(ns: dict, parts: list[bytearray], sink: _Sink) -> None:
     import cloudpickle  # noqa: F401  (cloudpickle registers reducers used by loads)
-    import pickle
     try:
-        ns.update(pickle.loads(base64.b64decode(blob)))
+        # Writable buffers: arrays restored from them are writable, without a copy.
+        ns.update(pickle.loads(parts[0], buffers=parts[1:]))
     except Exception as exc:
         sink.text(frames.NOTICE, f"[the saved Python state could not be restored: {type(exc).__name__}: {exc}]\n")
 
 
-def _dump_state(ns: dict, sink: _Sink, limit: int) -> None:
+def _pickle_parts(obj: object, known: set[str], slots: int) -> tuple[bytes, list]:
+    """cloudpickle protocol 5 with large buffers out of band: (main, [(sha256, size, view|None)]).
+
+    A buffer equal to a part the block received is only referenced (view None). With upload
+    slots, at most slots - 1 new buffers go out of band (one slot stays for the main pickle);
+    the others stay in band rather than be refused for want of a slot."""
     import cloudpickle
+    import hashlib
+    parts: list = []
+    new: set[str] = set()
+
+    def out_of_band(buf: pickle.PickleBuffer) -> bool:
+        if len(parts) >= MAX_STATE_PARTS - 1:
+            return True
+        try:
+            raw = buf.raw()
+        except (BufferError, ValueError):
+            return True
+        if raw.nbytes < OUT_OF_BAND_MIN:
+            return True
+        sha = hashlib.sha256(raw).hexdigest()
+        if sha in known:
+            parts.append((sha, raw.nbytes, None))
+            return False
+        # A second new copy of the same bytes stays in band: a part is stored once.
+        if sha in new or (slots and len(new) >= slots - 1):
+            return True
+        new.add(sha)
+        parts.append((sha, raw.nbytes, raw))
+        return False
+
+    main = cloudpickle.dumps(obj, protocol=5, buffer_callback=out_of_band)
+    return main, parts
+
+
+def _dump_state(ns: dict, sink: _Sink, limit: int, known: set[str], slots: int) -> None:
+    import cloudpickle
+    import hashlib
     keep = {k: v for k, v in ns.items() if not k.startswith("__") and k not in ("display",)}
     try:
-        blob = cloudpickle.dumps(keep, protocol=5)
+        main, parts = _pickle_parts(keep, known, slots)
     except Exception:
         dropped = []
         for name in list(keep):
             try:
-                cloudpickle.dumps(keep[name], protocol=5)
+                # Buffers out of band: checks picklability without copying large arrays.
+                cloudpickle.dumps(keep[name], protocol=5, buffer_callback=lambda _b: False)
             except Exception as exc:
                 dropped.append(f"{name} ({type(keep[name]).__name__}: {type(exc).__name__})")
                 del keep[name]
         try:
-            blob = cloudpickle.dumps(keep, protocol=5)
+            main, parts = _pickle_parts(keep, known, slots)
         except Exception as exc:
             sink.text(frames.NOTICE, f"[Python state was not saved: {type(exc).__name__}: {exc}]\n")
             return
         sink.text(frames.NOTICE, "[not kept for the next block (cannot be serialized): " + ", ".join(dropped) + "]\n")
-    if len(blob) > limit:
-        sink.text(frames.NOTICE, f"[Python state was not saved: {len(blob)} bytes exceeds the {limit}-byte limit]\n")
+    total = len(main) + sum(size for _sha, size, _view in parts)
+    if total > limit:
+        sink.text(frames.NOTICE, f"[Python state was not saved: {total} bytes exceeds the {limit}-byte limit]\n")
         return
-    sink.send(frames.STATE, blob)
+    main_sha = hashlib.sha256(main).hexdigest()
+    manifest = [{"sha256": main_sha, "bytes": len(main), "ref": main_sha in known}]
+    manifest += [{"sha256": sha, "bytes": size, "ref": view is None} for sha, size, view in parts]
+    frames.write_json(sink.fd, frames.STATE, {"parts": manifest})
+    if main_sha not in known:
+        sink.send(frames.PART, main)
+    for _sha, _size, view in parts:
+        if view is not None:
+            sink.send(frames.PART, view)
 
 
 def run_job(job: dict, result_w: int, limits: Limits) -> str:
@@ -310,8 +364,13 @@ def run_job(job: dict, result_w: int, limits: Limits) -> str:
             sink.text(frames.RESULT, _format_value(obj))
 
     ns["display"] = display
-    if job.get("state"):
-        _load_state(ns, job["state"], sink)
+    known: set[str] = set()
+    # Only the namespace keeps the parts alive: a variable the block deletes frees its memory.
+    parts = job.pop("_parts", None)
+    if parts:
+        _load_state(ns, parts, sink)
+        known = {p["sha256"] for p in job["state"]}
+    del parts
 
     plt = sys.modules.get("matplotlib.pyplot")
     if plt is not None:
@@ -342,14 +401,28 @@ def run_job(job: dict, result_w: int, limits: Limits) -> str:
     sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
     _emit_figures(sink)
     if job.get("want_state"):
-        _dump_state(ns, sink, limits.max_state_bytes)
+        _dump_state(ns, sink, limits.max_state_bytes, known, int(job.get("state_slots") or 0))
     frames.write_json(result_w, frames.DONE, {"status": status, "dropped": sink.dropped})
     return status
 
 
-def _empty_working_directory() -> None:
-    """A same-uid block (deployed posture) may have planted files in a standby's directory."""
-    paths.empty(".")
+def _empty_working_directory(inputs: list[str]) -> None:
+    """A same-uid block (deployed posture) may have planted files in a standby's directory;
+    the runner placed the inputs just now."""
+    paths.empty(".", keep=set(inputs))
+
+
+def _read_parts(fd: int, specs: list[dict]) -> list[bytearray]:
+    """The state's parts follow the job, each length-prefixed, read straight into its buffer."""
+    parts = []
+    for spec in specs:
+        (size,) = struct.unpack(">I", frames.read_exact(fd, 4))
+        if size != spec["bytes"]:
+            raise ValueError("state part of the wrong size")
+        buf = bytearray(size)
+        frames.read_into(fd, buf)
+        parts.append(buf)
+    return parts
 
 
 def standby_and_run(conf: dict, drop_uid: int | None, job_r: int, result_w: int, stdio_w: int,
@@ -358,10 +431,11 @@ def standby_and_run(conf: dict, drop_uid: int | None, job_r: int, result_w: int,
     become_standby(conf, drop_uid, job_r, result_w, stdio_w, seccomp_prog)
     try:
         job = json.loads(frames.read_message(job_r, MAX_JOB_BYTES))
-    except (EOFError, ValueError):
+        parts = _read_parts(job_r, job.get("state") or [])
+    except (EOFError, ValueError, MemoryError):
         os._exit(0)
     os.close(job_r)
-    _empty_working_directory()
+    _empty_working_directory(job.get("inputs") or [])
     limits = Limits(conf["limits"]).tightened(job.get("limits"))
     if drop_uid is None:
         # One uid for all (deployed): count what exists now, not what existed on standby.
@@ -369,6 +443,8 @@ def standby_and_run(conf: dict, drop_uid: int | None, job_r: int, result_w: int,
         apply_rlimits(limits, _nproc_base)
     elif any(getattr(limits, name) != conf["limits"][name] for name in Limits.FIELDS):
         apply_rlimits(limits, _nproc_base)
+    job["_parts"] = parts
+    del parts
     run_job(job, result_w, limits)
     # Tearing down a copy of the pre-imported stack takes milliseconds of kernel time: let the
     # next block, the runner and the API have the CPU first.

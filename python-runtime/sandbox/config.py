@@ -22,8 +22,9 @@ LIMIT_DEFAULTS = {
     "max_open_files": 256,
     "max_output_bytes": 1 << 20,
     "max_files": 20,
-    "max_files_bytes": 4 << 20,
-    "max_state_bytes": 4 << 20,
+    # Large outputs and state parts travel through upload slots, not the 6 MB result.
+    "max_files_bytes": 256 << 20,
+    "max_state_bytes": 256 << 20,
 }
 LIMIT_ENV = {
     "timeout_ms": "CODE_TIMEOUT_MS",
@@ -75,6 +76,8 @@ class Config:
     uid_exclusive: bool
     standbys: int
     max_result_bytes: int
+    max_input_bytes: int = 1 << 30
+    state_cache_bytes: int = 256 << 20
     extra: dict = field(default_factory=dict)
 
     @staticmethod
@@ -109,4 +112,7 @@ class Config:
                       uid_exclusive=env.get("SANDBOX_UID_EXCLUSIVE") == "1",
                       standbys=_standbys(env),
                       # Lambda answers at most 6 MB (6,291,456 bytes) synchronously; keep a margin.
-                      max_result_bytes=_int_env(env, "SANDBOX_MAX_RESULT_BYTES", 6_000_000, 65_536))
+                      max_result_bytes=_int_env(env, "SANDBOX_MAX_RESULT_BYTES", 6_000_000, 65_536),
+                      max_input_bytes=_int_env(env, "SANDBOX_MAX_INPUT_BYTES", 1 << 30, 0),
+                      # Parts of the namespace by SHA-256: a runner serves one tenant, so reuse is safe.
+                      state_cache_bytes=_int_env(env, "SANDBOX_STATE_CACHE_MB", 256, 0) << 20)

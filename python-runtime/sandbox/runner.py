@@ -10,6 +10,8 @@ import array
 import base64
 import codecs
 import collections
+import fcntl
+import hashlib
 import json
 import logging
 import mimetypes
@@ -19,12 +21,13 @@ import shutil
 import signal
 import socket
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
 import time
 
-from . import contract, frames, kernel, paths
+from . import contract, frames, kernel, paths, transfer
 from .config import Config
 
 log = logging.getLogger("sandbox.runner")
@@ -36,6 +39,16 @@ UIDS_PER_SLOT = 8
 ZYGOTE_START_TIMEOUT_S = 120.0
 # Caps on what an untrusted child may send per frame, by type (bytes).
 JSON_FRAME_CAP = 256 << 10
+# A new state part smaller than this travels inline in the result; a larger one takes an upload slot.
+INLINE_PART_MAX = 64 << 10
+# Pipes to a child hold this much (the default 64 KiB means a syscall per 64 KiB of state).
+PIPE_BYTES = 1 << 20
+MAX_STATE_PARTS = 256  # contract.MAX_STATE_PARTS
+_SHA256_HEX = frozenset("0123456789abcdef")
+
+
+class InputFileError(Exception):
+    """An input file could not be placed: the block does not run."""
 
 
 class SandboxError(RuntimeError):
@@ -53,34 +66,73 @@ class Standby:
         self.ready = False
 
     def close(self) -> None:
-        for fd in (self.job_w, self.result_r, self.stdio_r):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        # Each closed once: a number closed twice may by then be another open file's.
+        for name in ("job_w", "result_r", "stdio_r"):
+            fd = getattr(self, name)
+            setattr(self, name, -1)
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
 
 
 class FrameReader:
-    """Incremental, bounded parser of the child's frames."""
+    """Incremental, bounded parser of the child's frames.
+
+    Small frames are parsed out of 64 KiB reads; a large frame's body is read straight into a
+    buffer of its announced size (after the cap check), so tens of MB cost no repeated copying."""
+
+    CHUNK = 1 << 16
+    DIRECT = 1 << 20  # bodies at least this large are read in place
 
     def __init__(self, caps: dict[bytes, int]):
         self.buf = bytearray()
         self.caps = caps
+        self.body: tuple[bytes, bytearray, int] | None = None
+
+    def read_from(self, fd: int) -> list[tuple[bytes, bytes]] | None:
+        """Read what fd has; the complete frames, or None at end of file."""
+        if self.body is None:
+            data = os.read(fd, self.CHUNK)
+            return self.feed(data) if data else None
+        kind, body, filled = self.body
+        with memoryview(body) as view:
+            n = os.readv(fd, [view[filled:]])
+        if not n:
+            return None
+        filled += n
+        if filled < len(body):
+            self.body = (kind, body, filled)
+            return []
+        self.body = None
+        return [(kind, body)]
 
     def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
+        assert self.body is None
         self.buf += data
         out = []
-        while len(self.buf) >= frames.HEADER.size:
-            kind, size = frames.HEADER.unpack_from(self.buf)
+        pos = 0
+        while len(self.buf) - pos >= frames.HEADER.size:
+            kind, size = frames.HEADER.unpack_from(self.buf, pos)
             if kind not in self.caps:
                 raise SandboxError(f"protocol violation: unknown frame type {kind!r}")
             if size > self.caps[kind]:
                 raise SandboxError(f"protocol violation: {kind!r} frame of {size} bytes exceeds {self.caps[kind]}")
-            end = frames.HEADER.size + size
-            if len(self.buf) < end:
-                break
-            out.append((kind, bytes(self.buf[frames.HEADER.size:end])))
-            del self.buf[:end]
+            start = pos + frames.HEADER.size
+            have = len(self.buf) - start
+            if have >= size:
+                out.append((kind, bytes(self.buf[start:start + size])))
+                pos = start + size
+                continue
+            if size >= self.DIRECT:
+                body = bytearray(size)
+                body[:have] = self.buf[start:]
+                self.body = (kind, body, have)
+                pos = len(self.buf)
+            break
+        if pos:
+            del self.buf[:pos]
         return out
 
 
@@ -91,7 +143,10 @@ class Block:
         self.status = "failed"          # until the child's done frame says otherwise
         self.done = False               # the child sent its done frame
         self.ended = False              # the child's pipe closed without one
-        self.state: str | None = None   # base64 of the namespace, when asked for and sent
+        self.manifest: list[dict] | None = None  # the child's STATE frame: its parts, in order
+        self.parts: list = []           # bytes of the manifest's parts that are not refs, in order
+        self.expected: list[int] = []   # sizes of those parts
+        self.allowed: dict[str, int] = {}  # parts the child was given (sha256 -> bytes): it may refer to these
         self.child_dropped = 0          # text the child itself dropped past the output limit
 
 
@@ -104,8 +159,10 @@ class Outputs:
         self.dropped = 0
         self.marker: dict | None = None
         self.limit = limits["max_output_bytes"]
-        self.media_budget = limits["max_files_bytes"]
-        self.media_count = limits["max_files"]
+        self.media_budget = self.media_bytes_limit = limits["max_files_bytes"]
+        self.media_count = self.media_count_limit = limits["max_files"]
+        # (item, source, size): the item gets `data` or `slot` when the result is put together.
+        self.media_items: list[tuple[dict, object, int]] = []
 
     def text(self, source: str, text: str) -> None:
         if not text:
@@ -137,14 +194,23 @@ class Outputs:
     def notice(self, text: str) -> None:
         self.items.append({"type": "text", "source": "sandbox", "text": text.rstrip("\n")})
 
-    def media(self, item: dict, size: int, label: str) -> None:
+    def media(self, item: dict, size: int, label: str, source) -> None:
+        """source: the bytes, or a FileSource read only when the item is placed."""
         if self.media_count <= 0 or size > self.media_budget:
             self.notice(f"[{label} of {size} bytes was not returned: over the per-block limit of "
                         "files and images (count or bytes)]")
+            if isinstance(source, FileSource):
+                source.close()
             return
         self.media_count -= 1
         self.media_budget -= size
         self.items.append(item)
+        self.media_items.append((item, source, size))
+
+    def close(self) -> None:
+        for _item, source, _size in self.media_items:
+            if isinstance(source, FileSource):
+                source.close()
 
     def error(self, name: str, message: str, tb: str) -> None:
         self.items.append({"type": "error", "name": name, "message": message, "traceback": tb})
@@ -162,27 +228,168 @@ class Outputs:
         return [i for i in self.items if not (i["type"] == "text" and i["text"] == "")]
 
 
+class FileSource:
+    """An output file, held open (read without following links) until it is placed."""
+
+    def __init__(self, fd: int, size: int):
+        self.fd, self.size = fd, size
+
+    def chunks(self):
+        """Exactly size bytes; a file that shrank meanwhile fails the upload, never pads it."""
+        offset = 0
+        while offset < self.size:
+            chunk = os.pread(self.fd, min(transfer.CHUNK, self.size - offset), offset)
+            if not chunk:
+                raise OSError("the file shrank while it was read")
+            offset += len(chunk)
+            yield chunk
+
+    def read(self) -> bytes:
+        return b"".join(self.chunks())
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _b64_len(n: int) -> int:
+    return 4 * ((n + 2) // 3)
+
+
+def _upper_size(result: dict) -> int:
+    """An upper bound of the result's JSON size: JSON at most sextuples a character (a \\u escape),
+    base64 is copied as is."""
+    n = 1024
+    for o in result["outputs"]:
+        n += 200 + 6 * (len(o.get("text", "")) + len(o.get("traceback", "")) + len(o.get("message", ""))
+                        + len(o.get("filename", ""))) + len(o.get("data", ""))
+    for p in (result.get("state") or {}).get("parts", ()):
+        n += 160 + len(p.get("data", ""))
+    return n
+
+
+def _json_size(result: dict) -> int:
+    return len(json.dumps(result, separators=(",", ":")))
+
+
+def _room(result: dict, limit: int, wanted: int) -> int:
+    """What is left under limit for `wanted` more inline bytes (serializing only when close)."""
+    upper = _upper_size(result)
+    if upper + wanted <= limit:
+        return limit - upper
+    return limit - _json_size(result)
+
+
+NOTICE_MARGIN = 4096  # for the notices that placing may still add
+
+
+def _notice(result: dict, text: str) -> None:
+    result["outputs"].append({"type": "text", "source": "sandbox", "text": text})
+
+
+def _write_all(fd: int, data) -> None:
+    view = memoryview(data).cast("B")
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def place_state(block: "Block", limit: int, result: dict, slots: transfer.Slots, cache: transfer.PartCache) -> None:
+    """Turn the child's state parts into result["state"]: an unchanged input part by reference,
+    a new small one inline, a new large one in an upload slot (or inline while it fits). Either
+    the whole state is saved or none of it, with a notice."""
+    new = []
+    out = []
+    it = iter(block.parts)
+    for entry in block.manifest:
+        part = {"sha256": entry["sha256"], "bytes": entry["bytes"]}
+        if not entry["ref"]:
+            data = next(it)
+            # The child's digest is never trusted: this one becomes a cache key.
+            part["sha256"] = hashlib.sha256(data).hexdigest()
+            new.append((part, data))
+        out.append(part)
+    large = sorted((p for p in new if p[0]["bytes"] >= INLINE_PART_MAX), key=lambda p: -p[0]["bytes"])
+    to_slots, inline = large[:slots.free()], large[slots.free():]
+    wanted = sum(_b64_len(p["bytes"]) for p, _ in new if p["bytes"] < INLINE_PART_MAX)
+    wanted += sum(_b64_len(p["bytes"]) for p, _ in inline)
+    if wanted and wanted + NOTICE_MARGIN > _room(result, limit, wanted + NOTICE_MARGIN):
+        _notice(result, f"[Python state was not saved: {sum(p['bytes'] for p, _ in new)} bytes of new parts do not "
+                        f"fit in the result, and {len(slots.urls)} upload slots were given]")
+        return
+    for part, data in to_slots:
+        try:
+            part["slot"] = slots.upload(data, len(data), "application/octet-stream")
+        except transfer.TransferError as exc:
+            _notice(result, f"[Python state was not saved: a part could not be uploaded ({exc})]")
+            return
+    for part, data in new:
+        if "slot" not in part:
+            part["data"] = base64.b64encode(data).decode()
+        cache.put(part["sha256"], data)
+    result["state"] = {"parts": out}
+
+
+def place_media(result: dict, outputs: Outputs, limit: int, slots: transfer.Slots) -> None:
+    """Files and images inline while the result stays under limit; larger ones (largest first)
+    go to the next unused upload slot; with no slot left they are left out with a notice."""
+    media = sorted(outputs.media_items, key=lambda m: -m[2])
+    wanted = sum(_b64_len(size) + 16 for _i, _s, size in media)
+    room = _room(result, limit, wanted + NOTICE_MARGIN) - NOTICE_MARGIN
+    notes = []
+    dropped: set[int] = set()
+    for item, source, size in media:
+        if wanted <= room:
+            break
+        wanted -= _b64_len(size) + 16
+        label = f"file {item['filename']}" if item["type"] == "file" else "an image"
+        if slots.free():
+            mime = item["mime_type"] or "application/octet-stream"
+            body = source.chunks() if isinstance(source, FileSource) else source
+            try:
+                item["slot"] = slots.upload(body, size, mime)
+                continue
+            except (transfer.TransferError, OSError) as exc:
+                notes.append(f"[{label} was left out: its upload failed ({exc})]")
+        else:
+            notes.append(f"[{label} was left out: the result would exceed {limit} bytes]")
+        dropped.add(id(item))
+    for item, source, size in media:
+        if "slot" in item or id(item) in dropped:
+            continue
+        try:
+            data = source.read() if isinstance(source, FileSource) else source
+        except OSError as exc:
+            dropped.add(id(item))
+            notes.append(f"[file {item['filename']} was left out: {exc}]")
+            continue
+        item["bytes"] = len(data)
+        item["data"] = base64.b64encode(data).decode()
+    # By identity: two images without data yet are equal dicts.
+    result["outputs"][:] = [o for o in result["outputs"] if id(o) not in dropped]
+    result["outputs"].extend({"type": "text", "source": "sandbox", "text": n} for n in notes)
+
+
 def fit_result(result: dict, limit: int) -> None:
     """Keep the result under Lambda's response limit (6 MB), saying what was left out: first
-    the largest files and images, then the Python state, then the longest texts."""
+    the largest inline files and images, then the Python state, then the longest texts.
+    place_media has already moved what it could to upload slots; this is the last guard."""
     def size() -> int:
-        return len(json.dumps(result, separators=(",", ":")))
+        return _json_size(result)
 
-    # JSON at most sextuples a character (\u00XX): small results need no serializing here.
-    raw = len(result.get("state") or "") + sum(
-        len(o.get("data", "")) + len(o.get("text", "")) + len(o.get("traceback", "")) + len(o.get("message", "")) + 200
-        for o in result["outputs"])
-    if raw * 6 <= limit or size() <= limit:
+    if _upper_size(result) <= limit or size() <= limit:
         return
     outputs = result["outputs"]
     notes = []
-    for item in sorted((o for o in outputs if o["type"] in ("file", "image")), key=lambda o: -len(o["data"])):
+    for item in sorted((o for o in outputs if o["type"] in ("file", "image") and "data" in o),
+                       key=lambda o: -len(o["data"])):
         outputs.remove(item)
         label = f"file {item['filename']}" if item["type"] == "file" else "an image"
         notes.append(f"[{label} was left out: the result would exceed {limit} bytes]")
         if size() + sum(len(n) + 64 for n in notes) <= limit:
             break
-    if result.get("state") and size() > limit:
+    state = result.get("state")
+    if state and any("data" in p for p in state["parts"]) and size() > limit:
         del result["state"]
         notes.append("[the Python state was not kept: the result would exceed the size limit]")
     outputs.extend({"type": "text", "source": "sandbox", "text": n} for n in notes)
@@ -250,6 +457,7 @@ class Runner:
         self.layers: dict = {}
         self.tenant: str | None = None
         self.exits: dict[int, int] = {}
+        self.cache = transfer.PartCache(config.state_cache_bytes)
         # Standbys waiting for a block, oldest first, and fork requests the zygote has not answered
         # yet (by uid, in order). As root each holds its own uid from the worker's set, so that
         # cleaning up one block's uid never touches them.
@@ -421,7 +629,13 @@ class Runner:
                     for fd in fds:
                         os.close(fd)
                     raise SandboxError("zygote sent a standby that was not asked for, or without its pipes")
-                self.standbys.append(Standby(int(msg["pid"]), self.pending.popleft(), *fds))
+                sb = Standby(int(msg["pid"]), self.pending.popleft(), *fds)
+                for fd in (sb.job_w, sb.result_r):
+                    try:
+                        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+                    except OSError:
+                        pass  # e.g. over the user's pipe quota: only slower
+                self.standbys.append(sb)
             else:
                 for fd in fds:
                     os.close(fd)
@@ -543,21 +757,43 @@ class Runner:
         if payload.get("action") == "probe":
             return {"version": 1, "status": "completed", "outputs": [], "layers": self.layers,
                     "zygote": self.hello, "duration_ms": 0}, (lambda: None)
-        sb = self._take_standby()
-        waited = time.monotonic() - started
         limits = dict(self.config.limits)
         for key, value in (payload.get("limits") or {}).items():
             if key in limits and 0 < value < limits[key]:
                 limits[key] = value
-        job = {"code": payload["code"], "limits": limits, "state": payload.get("state"),
-               "want_state": bool(payload.get("want_state"))}
+        files = payload.get("files") or []
+        want_state = bool(payload.get("want_state"))
+        slots = transfer.Slots(payload.get("uploads") or [])
+        sb = self._take_standby()
+        waited = time.monotonic() - started
+        try:
+            placed = self._place_inputs(sb, files)
+        except InputFileError as exc:
+            # The code does not run; the standby never saw a job and takes the next block.
+            self._return_standby(sb)
+            total_ms = round((time.monotonic() - started) * 1000, 3)
+            return {"version": 1, "status": "failed",
+                    "outputs": [{"type": "error", "name": "InputFileError", "message": str(exc), "traceback": ""}],
+                    "duration_ms": 0,
+                    "timings": {"wait_ms": round(waited * 1000, 3), "run_ms": 0, "total_ms": total_ms}}, (lambda: None)
+        except BaseException:
+            self._discard(sb)
+            raise
         outputs = Outputs(limits)
         block = Block()
+        parts = self._restore_state(payload.get("state"), limits, outputs)
+        block.allowed = {p["sha256"]: p["bytes"] for p in payload["state"]["parts"]} if parts else {}
+        job = {"code": payload["code"], "limits": limits, "want_state": want_state,
+               "inputs": [f["name"] for f in files],
+               "state": [{"sha256": p["sha256"], "bytes": p["bytes"]} for p in payload["state"]["parts"]] if parts else None,
+               # How many new large parts the child may leave out of band (the rest stay in band).
+               "state_slots": slots.free()}
         run_started = time.monotonic()
+        deadline = run_started + limits["timeout_ms"] / 1000
         try:
-            frames.write_message(sb.job_w, json.dumps(job).encode())
-            os.close(sb.job_w)
-            self._collect(sb, limits, outputs, block)
+            self._send_job(sb, json.dumps(job).encode(), parts, deadline)
+            del parts
+            self._collect(sb, limits, outputs, block, deadline, want_state)
         except BrokenPipeError:
             outputs.error("SandboxError", "the sandbox child ended before it received the code", "")
         except SandboxError as exc:
@@ -569,19 +805,23 @@ class Runner:
             self._kill_block(sb)
             if block.ended:
                 outputs.error("ProcessExit", _describe_exit(self._exit_status(sb.pid)), "")
-        self._collect_files(sb.pid, outputs)
-        state_b64 = block.state
-        result = {
-            "version": 1,
-            "status": block.status,
-            "outputs": outputs.finish(block.child_dropped),
-            "output_dropped_bytes": outputs.dropped,
-            "duration_ms": round(run_ms, 3),
-            "timings": {"wait_ms": round(waited * 1000, 3), "run_ms": round(run_ms, 3),
-                        "total_ms": round((time.monotonic() - started) * 1000, 3)},
-        }
-        if state_b64 is not None:
-            result["state"] = state_b64
+        try:
+            self._collect_files(sb, outputs, placed)
+            result = {
+                "version": 1,
+                "status": block.status,
+                "outputs": outputs.finish(block.child_dropped),
+                "output_dropped_bytes": outputs.dropped,
+                "duration_ms": round(run_ms, 3),
+            }
+            if block.done and block.manifest is not None:
+                place_state(block, self.config.max_result_bytes, result, slots, self.cache)
+            block.parts = []
+            place_media(result, outputs, self.config.max_result_bytes, slots)
+        finally:
+            outputs.close()
+        result["timings"] = {"wait_ms": round(waited * 1000, 3), "run_ms": round(run_ms, 3),
+                             "total_ms": round((time.monotonic() - started) * 1000, 3)}
         fit_result(result, self.config.max_result_bytes)
 
         def after() -> None:
@@ -603,15 +843,161 @@ class Runner:
 
         return result, after
 
-    def _collect(self, sb: Standby, limits: dict, outputs: Outputs, block: "Block") -> None:
+    # --- inputs: files and state ----------------------------------------------------------------
+
+    def _return_standby(self, sb: Standby) -> None:
+        paths.empty(os.path.join(self.config.scratch_root, str(sb.pid)))
+        self.standbys.appendleft(sb)
+
+    def _place_inputs(self, sb: Standby, files: list[dict]) -> dict[str, tuple]:
+        """Write the input files into the standby's (emptied) working directory. Returns, by
+        name, what identifies each as placed (dev, inode, size, mtime): unchanged ones are not
+        outputs."""
+        if not files:
+            return {}
+        names: set[str] = set()
+        total = 0
+        for f in files:
+            name = f["name"]
+            if name in names:
+                raise InputFileError(f"input file name {name!r} appears more than once")
+            if not name or "/" in name or "\0" in name or name.startswith("."):
+                raise InputFileError(f"input file name {name!r} is not allowed")
+            names.add(name)
+            total += f["bytes"]
+        if total > self.config.max_input_bytes:
+            raise InputFileError(f"the input files total {total} bytes, over the "
+                                 f"{self.config.max_input_bytes}-byte limit")
+        scratch = os.path.join(self.config.scratch_root, str(sb.pid))
+        paths.empty(scratch)
+        try:
+            dfd = os.open(scratch, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            raise SandboxError(f"the standby's working directory is unusable: {exc}") from exc
+        # Set in the past: a write by the block moves mtime on even within one clock tick.
+        mtime = time.time_ns() - 2_000_000_000
+        placed = {}
+        try:
+            for f in files:
+                placed[f["name"]] = self._place_file(dfd, f, sb.uid, mtime)
+        except InputFileError:
+            paths.empty(scratch)
+            raise
+        finally:
+            os.close(dfd)
+        return placed
+
+    @staticmethod
+    def _place_file(dfd: int, f: dict, uid: int | None, mtime: int) -> tuple:
+        name, size = f["name"], f["bytes"]
+        try:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
+        except OSError as exc:
+            raise InputFileError(f"input file {name!r} could not be created: {exc.strerror}") from None
+        try:
+            if "data" in f:
+                try:
+                    data = base64.b64decode(f["data"], validate=True)
+                except ValueError:
+                    raise InputFileError(f"input file {name!r}: its data is not valid base64") from None
+                if len(data) != size:
+                    raise InputFileError(f"input file {name!r} has {len(data)} bytes, not the {size} announced")
+                _write_all(fd, data)
+            elif "url" in f:
+                try:
+                    transfer.get(f["url"], size, lambda chunk: _write_all(fd, chunk))
+                except transfer.TransferError as exc:
+                    raise InputFileError(f"input file {name!r} could not be fetched: {exc}") from None
+            elif size:
+                raise InputFileError(f"input file {name!r} has neither data nor url")
+            if f.get("writable"):
+                if uid is not None:
+                    os.fchown(fd, uid, uid)
+                os.fchmod(fd, 0o644)
+            else:
+                # Root posture: root's file in a sticky directory, so the block can neither write,
+                # chmod, rename nor delete it. Deployed posture (one uid for runner and block):
+                # 0444 is advisory only, the block could chmod it. Either way this is a copy; the
+                # stored original is never changed.
+                os.fchmod(fd, 0o444)
+            os.utime(fd, ns=(mtime, mtime))
+            st = os.fstat(fd)
+            return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError as exc:
+            raise InputFileError(f"input file {name!r} could not be written: {exc.strerror or exc}") from None
+        finally:
+            os.close(fd)
+
+    def _restore_state(self, state: dict | None, limits: dict, outputs: Outputs) -> list:
+        """The input state's parts, from the cache, inline data or their URL, each checked
+        against its SHA-256. On any failure: a notice, and the block runs without state."""
+        if not state:
+            return []
+        specs = state["parts"]
+        parts = []
+        try:
+            total = sum(p["bytes"] for p in specs)
+            if total > limits["max_state_bytes"]:
+                raise ValueError(f"its {total} bytes exceed the {limits['max_state_bytes']}-byte limit")
+            for i, spec in enumerate(specs):
+                data = self.cache.get(spec["sha256"])
+                if data is None:
+                    if "data" in spec:
+                        try:
+                            data = base64.b64decode(spec["data"], validate=True)
+                        except ValueError:
+                            raise ValueError(f"part {i}: its data is not valid base64") from None
+                    elif "url" in spec:
+                        try:
+                            data = transfer.get_bytes(spec["url"], spec["bytes"])
+                        except transfer.TransferError as exc:
+                            raise ValueError(f"part {i} could not be fetched: {exc}") from None
+                    else:
+                        raise ValueError(f"part {i} came without data or url and is not kept here")
+                    if hashlib.sha256(data).hexdigest() != spec["sha256"]:
+                        raise ValueError(f"part {i} does not match its SHA-256")
+                    self.cache.put(spec["sha256"], data)
+                if len(data) != spec["bytes"]:
+                    raise ValueError(f"part {i} has {len(data)} bytes, not {spec['bytes']}")
+                parts.append(data)
+        except ValueError as exc:
+            outputs.notice(f"[the saved Python state could not be restored: {exc}]")
+            return []
+        return parts
+
+    def _send_job(self, sb: Standby, job: bytes, parts: list, deadline: float) -> None:
+        """The job as JSON, then each state part raw and length-prefixed (no base64, no copy),
+        within the block's time: a child that stops reading cannot hold the runner."""
+        chunks = [struct.pack(">I", len(job)) + job]
+        for part in parts:
+            chunks += [struct.pack(">I", len(part)), part]
+        os.set_blocking(sb.job_w, False)
+        for chunk in chunks:
+            view = memoryview(chunk).cast("B")
+            while view:
+                try:
+                    view = view[os.write(sb.job_w, view):]
+                    continue
+                except BlockingIOError:
+                    pass
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise SandboxError("the sandbox child did not take its job within the time limit")
+                select.select([], [sb.job_w], [], remaining)
+        os.close(sb.job_w)
+        sb.job_w = -1
+
+    def _collect(self, sb: Standby, limits: dict, outputs: Outputs, block: "Block", deadline: float,
+                 want_state: bool) -> None:
         caps = {frames.STDOUT: limits["max_output_bytes"] + 4096, frames.STDERR: limits["max_output_bytes"] + 4096,
                 frames.RESULT: limits["max_output_bytes"] + 4096, frames.NOTICE: 64 << 10,
                 frames.IMAGE: limits["max_files_bytes"] + 4096, frames.ERROR: JSON_FRAME_CAP,
-                frames.STATE: limits["max_state_bytes"] + 4096, frames.DONE: JSON_FRAME_CAP,
-                frames.TRUNCATED: 32}
+                frames.DONE: JSON_FRAME_CAP, frames.TRUNCATED: 32}
+        if want_state:
+            caps[frames.STATE] = JSON_FRAME_CAP
+            caps[frames.PART] = limits["max_state_bytes"]
         reader = FrameReader(caps)
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        deadline = time.monotonic() + limits["timeout_ms"] / 1000
         open_fds = [sb.result_r, sb.stdio_r]
         while sb.result_r in open_fds:
             remaining = deadline - time.monotonic()
@@ -622,21 +1008,24 @@ class Runner:
                 return
             ready, _, _ = select.select(open_fds, [], [], remaining)
             for fd in ready:
-                data = os.read(fd, 1 << 16)
                 if fd == sb.stdio_r:
+                    data = os.read(fd, 1 << 16)
                     if not data:
                         open_fds.remove(fd)
                     else:
                         outputs.text("stdout", decoder.decode(data))
                     continue
-                if not data:
+                got = reader.read_from(fd)
+                if got is None:
                     block.ended = True
                     return
-                for kind, payload in reader.feed(data):
+                for kind, payload in got:
                     if kind == frames.DONE:
                         done = json.loads(payload)
                         if not isinstance(done, dict) or done.get("status") not in ("completed", "failed"):
                             raise SandboxError("protocol violation: bad done frame")
+                        if block.manifest is not None and len(block.parts) != len(block.expected):
+                            raise SandboxError("protocol violation: state parts missing")
                         block.done = True
                         block.status = done["status"]
                         dropped = done.get("dropped", 0)
@@ -644,12 +1033,44 @@ class Runner:
                             block.child_dropped = max(block.child_dropped, dropped)
                         self._drain_stdio(sb, outputs, decoder)
                         return
-                    self._apply_frame(kind, payload, outputs)
+                    if kind == frames.STATE:
+                        self._state_manifest(payload, block, limits)
+                    elif kind == frames.PART:
+                        if block.manifest is None or len(block.parts) >= len(block.expected) \
+                                or len(payload) != block.expected[len(block.parts)]:
+                            raise SandboxError("protocol violation: unexpected state part")
+                        block.parts.append(payload)
+                    else:
+                        self._apply_frame(kind, payload, outputs)
                     if kind == frames.TRUNCATED and payload.isdigit():
                         block.child_dropped = max(block.child_dropped, min(int(payload), 1 << 50))
-                    if kind == frames.STATE:
-                        block.state = base64.b64encode(payload).decode()
         block.ended = True
+
+    @staticmethod
+    def _state_manifest(payload: bytes, block: "Block", limits: dict) -> None:
+        """The child's list of state parts: a ref only to a part it was given, within the limit."""
+        bad = SandboxError("protocol violation: bad state frame")
+        if block.manifest is not None:
+            raise bad
+        try:
+            parts = json.loads(payload)["parts"]
+        except (ValueError, KeyError, TypeError):
+            raise bad from None
+        if not isinstance(parts, list) or not 1 <= len(parts) <= MAX_STATE_PARTS:
+            raise bad
+        total = 0
+        for e in parts:
+            if not isinstance(e, dict) or set(e) != {"sha256", "bytes", "ref"} or type(e["bytes"]) is not int \
+                    or type(e["ref"]) is not bool or not isinstance(e["sha256"], str) or len(e["sha256"]) != 64 \
+                    or not set(e["sha256"]) <= _SHA256_HEX or e["bytes"] < 0:
+                raise bad
+            if e["ref"] and block.allowed.get(e["sha256"]) != e["bytes"]:
+                raise SandboxError("protocol violation: the state refers to a part the block was not given")
+            total += e["bytes"]
+        if total > limits["max_state_bytes"]:
+            raise SandboxError("protocol violation: state over its limit")
+        block.manifest = parts
+        block.expected = [e["bytes"] for e in parts if not e["ref"]]
 
     def _drain_stdio(self, sb: Standby, outputs: Outputs, decoder) -> None:
         while select.select([sb.stdio_r], [], [], 0)[0]:
@@ -672,8 +1093,8 @@ class Runner:
         elif kind == frames.IMAGE:
             if not payload.startswith(b"\x89PNG\r\n\x1a\n"):
                 raise SandboxError("protocol violation: image frame is not a PNG")
-            outputs.media({"type": "image", "mime_type": "image/png",
-                           "data": base64.b64encode(payload).decode()}, len(payload), "an image")
+            outputs.media({"type": "image", "mime_type": "image/png", "bytes": len(payload)},
+                          len(payload), "an image", payload)
         elif kind == frames.ERROR:
             err = json.loads(payload)
             if not isinstance(err, dict) or not all(isinstance(err.get(k), str) for k in ("name", "message", "traceback")):
@@ -868,51 +1289,95 @@ class Runner:
             except OSError:
                 pass
 
-    def _collect_files(self, child_pid: int, outputs: Outputs) -> None:
-        """Files the block wrote in its working directory, read without following links."""
-        scratch = os.path.join(self.config.scratch_root, str(child_pid))
-        found: list[tuple[str, str]] = []
+    def _collect_files(self, sb: Standby, outputs: Outputs, placed: dict[str, tuple]) -> None:
+        """Files the block wrote in its working directory, walked through directory descriptors
+        without following any link (a survivor of the block may still swap entries). Inputs
+        still as placed are not outputs."""
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            top = os.open(os.path.join(self.config.scratch_root, str(sb.pid)), flags | os.O_DIRECTORY)
+        except OSError:
+            return
+        examined = 0
+        unexamined = 0
 
-        def walk(path: str, rel: str, depth: int) -> None:
+        def walk(dfd: int, rel: str, depth: int) -> None:
+            nonlocal examined, unexamined
             try:
-                entries = sorted(os.scandir(path), key=lambda e: e.name)
+                entries = sorted(os.scandir(dfd), key=lambda e: e.name)
             except OSError:
                 return
             for entry in entries:
                 if entry.name.startswith(".") or entry.name == "__pycache__":
                     continue
                 name = f"{rel}{entry.name}"
-                if entry.is_dir(follow_symlinks=False) and depth < 3:
-                    walk(entry.path, name + "/", depth + 1)
-                elif entry.is_file(follow_symlinks=False):
-                    found.append((entry.path, name))
+                try:
+                    is_dir = entry.is_dir(follow_symlinks=False)
+                    is_file = entry.is_file(follow_symlinks=False)
+                except OSError:
+                    continue
+                if is_dir and depth < 3:
+                    try:
+                        sub = os.open(entry.name, flags | os.O_DIRECTORY, dir_fd=dfd)
+                    except OSError:
+                        continue
+                    try:
+                        walk(sub, name + "/", depth + 1)
+                    finally:
+                        os.close(sub)
+                elif is_file:
+                    if examined >= 200:
+                        unexamined += 1
+                        continue
+                    examined += 1
+                    self._collect_file(dfd, entry.name, name, sb.uid, outputs, placed if depth == 0 else {})
 
-        if os.path.isdir(scratch) and not os.path.islink(scratch):
-            walk(scratch, "", 0)
-        for path, name in found[:200]:
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-            except OSError:
-                continue
-            try:
-                st = os.fstat(fd)
-                if not stat.S_ISREG(st.st_mode):
-                    continue
-                size = st.st_size
-                mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
-                if size > outputs.media_budget or outputs.media_count <= 0:
-                    outputs.notice(f"[file {name} ({size} bytes) was not returned: over the per-block "
-                                   f"limit of {self.config.limits['max_files']} files / "
-                                   f"{self.config.limits['max_files_bytes']} bytes]")
-                    continue
-                with os.fdopen(os.dup(fd), "rb") as f:
-                    data = f.read(size + 1)[:size]
-                outputs.media({"type": "file", "filename": name, "mime_type": mime, "bytes": len(data),
-                               "data": base64.b64encode(data).decode()}, len(data), f"file {name}")
-            finally:
+        try:
+            walk(top, "", 0)
+        finally:
+            os.close(top)
+        if unexamined:
+            outputs.notice(f"[{unexamined} more files were not examined]")
+
+    @staticmethod
+    def _collect_file(dfd: int, entry: str, name: str, uid: int | None, outputs: Outputs,
+                      placed: dict[str, tuple]) -> None:
+        try:
+            fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
+        except OSError:
+            return
+        source = None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return
+            if placed.get(entry) == (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns):
+                return
+            # Root posture: the block can only make files of its own uid; another owner's file
+            # here is a hard link to something the runner (root) must not hand out.
+            if uid is not None and st.st_uid != uid:
+                return
+            size = st.st_size
+            mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+            if size > outputs.media_budget or outputs.media_count <= 0:
+                outputs.notice(f"[file {name} ({size} bytes) was not returned: over the per-block "
+                               f"limit of {outputs.media_count_limit} files / {outputs.media_bytes_limit} bytes]")
+                return
+            if size <= 1 << 20:
+                data = bytearray()
+                while len(data) < size:
+                    chunk = os.pread(fd, size - len(data), len(data))
+                    if not chunk:
+                        break
+                    data += chunk
+                source, size = bytes(data), len(data)
+            else:
+                source = FileSource(fd, size)  # read or streamed when placed
+            outputs.media({"type": "file", "filename": name, "mime_type": mime, "bytes": size},
+                          size, f"file {name}", source)
+        finally:
+            if not isinstance(source, FileSource):
                 os.close(fd)
-        if len(found) > 200:
-            outputs.notice(f"[{len(found) - 200} more files were not examined]")
 
 
 # --- Lambda entry point ---------------------------------------------------------------------------

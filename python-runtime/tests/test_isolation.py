@@ -376,7 +376,8 @@ def test_files_planted_for_the_next_block_are_gone(worker):
     "b'o' + (2**31).to_bytes(4, 'big')",                        # announces 2 GiB of stdout
     "b'd' + (7).to_bytes(4, 'big') + b'{\"x\":1}'",             # done frame without a status
     "b'i' + (4).to_bytes(4, 'big') + b'GIF8'",                  # image that is not a PNG
-], ids=["unknown-type", "huge-length", "bad-done", "not-png"])
+    "b'p' + (3).to_bytes(4, 'big') + b'abc'",                   # a state part nobody asked for
+], ids=["unknown-type", "huge-length", "bad-done", "not-png", "part-without-state"])
 def test_forged_frames_on_the_result_pipe_are_refused(worker, frame):
     """The block can write to its own result pipe; the runner parses it strictly and bounded."""
     code = ("import os\nfds = [int(f) for f in os.listdir('/proc/self/fd')]\n"

@@ -78,9 +78,9 @@ describe('sessions of executions', () => {
 
   it('let later blocks read the files earlier blocks wrote, without returning them again', async () => {
     const session = await newSession()
-    const first = await execute(ctx.service, "open('totals.txt', 'w').write('1200')", { session_id: session })
+    const first = await execute(ctx.service, "_ = open('totals.txt', 'w').write('1200')", { session_id: session })
     expect(first.body.outputs).toEqual([expect.objectContaining({ type: 'file', filename: 'totals.txt' })])
-    const second = await execute(ctx.service, "print(int(open('totals.txt').read()) * 2)\nopen('totals.txt', 'a').write('0')", { session_id: session })
+    const second = await execute(ctx.service, "print(int(open('totals.txt').read()) * 2)\n_ = open('totals.txt', 'a').write('0')", { session_id: session })
     expect(second.body.outputs[0]).toEqual({ type: 'text', source: 'stdout', text: '2400' })
     // Changed: returned again as a new file, which later blocks see.
     expect(second.body.outputs[1]).toMatchObject({ type: 'file', filename: 'totals.txt', bytes: 5 })
