@@ -145,7 +145,12 @@ describe('sandbox runtime settings', () => {
     template.hasResourceProperties('AWS::Lambda::Function', {
       PackageType: 'Image',
       Environment: {
-        Variables: { CODE_TIMEOUT_MS: String(config.sandbox.codeTimeoutMs), SANDBOX_MEMORY_MB: String(config.sandbox.memoryMb - 384), SANDBOX_SINGLE_TENANT: '1' },
+        Variables: {
+          CODE_TIMEOUT_MS: String(config.sandbox.codeTimeoutMs),
+          SANDBOX_MEMORY_MB: String(config.sandbox.memoryMb - 384 - Math.min(256, Math.floor(config.sandbox.memoryMb / 8))),
+          SANDBOX_STATE_CACHE_MB: String(Math.min(256, Math.floor(config.sandbox.memoryMb / 8))),
+          SANDBOX_SINGLE_TENANT: '1',
+        },
       },
     })
   })

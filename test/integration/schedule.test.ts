@@ -8,6 +8,7 @@ import { ScriptedModel } from '../../functions/adapters/models/scripted'
 import type { Assistant, ResponseObject } from '../../functions/contract/responses'
 import type { ModelProvider } from '../../functions/core/model'
 import { ModelError } from '../../functions/core/model'
+import { UploadSlots } from '../../functions/core/workspace'
 import type { ApiDeps } from '../../functions/handlers/deps'
 import { projectPath } from '../../lib/paths'
 import { api, startTestService, TEST_KEY } from '../support/local'
@@ -119,7 +120,7 @@ describe('bin/schedule.ts against the local service', () => {
 
 // --- The Lambda handler (functions/handlers/schedule.ts), without AWS ---------------------------
 
-const ENV = { SANDBOX_FUNCTION_NAME: 'sandbox-fn', TABLE_NAME: 'table', AWS_REGION: 'us-east-1', MODEL_PROVIDER: '', BEDROCK_MODEL_ID: '' }
+const ENV = { SANDBOX_FUNCTION_NAME: 'sandbox-fn', TABLE_NAME: 'table', BUCKET_NAME: 'bucket', AWS_REGION: 'us-east-1', MODEL_PROVIDER: '', BEDROCK_MODEL_ID: '' }
 
 /** Imports the module the way Lambda does (its deps are built at import) with a harmless env. */
 async function loadModule() {
@@ -148,9 +149,10 @@ function fakeDeps(model: ModelProvider) {
     putResponse: async (r: ResponseObject) => void stored.push(r),
     getResponse: async () => undefined,
     getConversation: async () => undefined,
-    getSessionState: async () => undefined,
-    putSessionState: async () => true,
-    sessionStateFits: () => true,
+    getSession: async () => undefined,
+    putSession: async () => undefined,
+    deleteSession: async () => false,
+    getFile: async () => undefined,
   }
   const hot = { getAssistant, getOrganization: async () => undefined, tryConsumeExecution: async () => true }
   const config = {
@@ -167,7 +169,9 @@ function fakeDeps(model: ModelProvider) {
     usageReservationBatch: 1,
   }
   const sandbox = { run: async () => { throw new Error('no sandbox in this test') } }
-  const deps = { config, store, hot, sandbox, model, clock: { now: () => new Date() } } as unknown as ApiDeps
+  const blobs = { presign: async (_m: string, key: string) => `http://127.0.0.1:9/${key}`, delete: async () => undefined }
+  const slots = new UploadSlots(blobs as never)
+  const deps = { config, store, hot, sandbox, model, blobs, slots, clock: { now: () => new Date() } } as unknown as ApiDeps
   return { deps, stored }
 }
 
