@@ -9,6 +9,7 @@ import { createApiHandler } from '../handlers/app'
 import type { DynamoStore } from '../adapters/dynamo-store'
 import { hashApiKey, newApiKey, newId } from '../core/ids'
 import type { ModelProvider } from '../core/model'
+import type { BlobStore } from '../core/ports'
 import { mostCapablePlan } from '../core/plans'
 import { createDeps } from '../handlers/deps'
 import { installLambdaStreamingGlobals, startApiServer } from './api-gateway'
@@ -43,6 +44,8 @@ export interface LocalService {
   issueKey(organizationId: string, plan?: string): Promise<string>
   model?: ModelProvider
   store: DynamoStore
+  /** The local bucket (s3rver), as the API sees it. */
+  blobs: BlobStore
   stop(): Promise<void>
 }
 
@@ -184,6 +187,7 @@ export async function startLocalService(
     pool,
     model: deps.model,
     store: deps.store,
+    blobs: deps.blobs,
     async issueKey(organizationId: string, plan?: string) {
       await ensureOrganization(organizationId, plan)
       const apiKey = newApiKey()

@@ -90,11 +90,27 @@ describe('sessions of executions', () => {
     expect(info.body.files).toEqual([{ filename: 'totals.txt', file_id: second.body.outputs[1].file_id }])
   })
 
-  it('carry a 10 MB DataFrame from block to block', async () => {
+  it('carry a 10 MB DataFrame from block to block in S3, and delete the parts a new state replaced', async () => {
     const session = await newSession()
     await execute(ctx.service, 'import numpy as np, pandas as pd\ndf = pd.DataFrame(np.arange(1_310_720, dtype=float).reshape(-1, 10))', { session_id: session })
+    const stored = (await ctx.service.store.getSession('org_test', session))!.state!.parts
+    const large = stored.filter((p) => p.key)
+    expect(large.map((p) => p.bytes)).toContain(10 * 1024 * 1024)
+    for (const p of large) expect((await ctx.service.blobs.head(p.key!))?.bytes).toBe(p.bytes)
     const res = await execute(ctx.service, 'print(df.shape, int(df.values.sum()))', { session_id: session })
     expect(res.body.outputs).toEqual([{ type: 'text', source: 'stdout', text: `(131072, 10) ${(1_310_719 * 1_310_720) / 2}` }])
+    // Unchanged: the same stored part, not a copy.
+    expect((await ctx.service.store.getSession('org_test', session))!.state!.parts.filter((p) => p.key)).toEqual(large)
+    await execute(ctx.service, 'df = df * 2', { session_id: session })
+    for (const p of large) expect(await ctx.service.blobs.head(p.key!)).toBeUndefined()
+    expect((await execute(ctx.service, 'print(int(df.values.sum()))', { session_id: session })).body.outputs[0].text).toBe(String(1_310_719 * 1_310_720))
+  })
+
+  it('keep a state larger than a table item (a big in-band string) through S3', async () => {
+    const session = await newSession()
+    await execute(ctx.service, "blob = 'x' * 400_000", { session_id: session })
+    expect((await ctx.service.store.getSession('org_test', session))!.state!.parts.some((p) => p.key && p.bytes > 400_000)).toBe(true)
+    expect((await execute(ctx.service, 'print(len(blob))', { session_id: session })).body.outputs[0].text).toBe('400000')
   })
 
   it('404 for an unknown or another organization\'s session; 400 for a malformed id', async () => {
