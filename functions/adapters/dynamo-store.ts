@@ -28,6 +28,7 @@ const MAX_ITEM_BYTES = 350_000
 const DAY_SECONDS = 86_400
 /** An expired session's record stays this long, so its callers hear 410 session_expired. */
 const SESSION_TOMBSTONE_SECONDS = 30 * DAY_SECONDS
+const sessionExpiry = (s: SessionRecord) => s.last_active_at + s.idle_seconds + SESSION_TOMBSTONE_SECONDS
 
 /**
  * Every record of the service in one table (pk, sk):
@@ -213,19 +214,50 @@ export class DynamoStore
     return item ? (item.data as SessionRecord) : undefined
   }
 
-  async putSession(session: SessionRecord): Promise<void> {
-    await this.doc.send(
-      new PutCommand({
-        TableName: this.table,
-        Item: {
-          pk: `org#${session.organization_id}`,
-          sk: `sess#${session.id}`,
-          data: session,
-          // Kept a while past its idle limit, so a late caller hears "expired" rather than "unknown".
-          expires_at: session.last_active_at + session.idle_seconds + SESSION_TOMBSTONE_SECONDS,
-        },
-      }),
-    )
+  async claimSession(session: SessionRecord, holder: string, until: number, now: number, create: boolean): Promise<SessionRecord | 'busy' | 'missing'> {
+    const key = { pk: `org#${session.organization_id}`, sk: `sess#${session.id}` }
+    try {
+      if (create) {
+        await this.doc.send(
+          new PutCommand({
+            TableName: this.table,
+            Item: { ...key, data: session, expires_at: sessionExpiry(session), lease_holder: holder, lease_until: until },
+            ConditionExpression: 'attribute_not_exists(pk)',
+          }),
+        )
+        return session
+      }
+      const out = await this.doc.send(
+        new UpdateCommand({
+          TableName: this.table,
+          Key: key,
+          UpdateExpression: 'SET lease_holder = :h, lease_until = :u',
+          ConditionExpression: 'attribute_exists(pk) AND (attribute_not_exists(lease_until) OR lease_until < :now OR lease_holder = :h)',
+          ExpressionAttributeValues: { ':h': holder, ':u': until, ':now': now },
+          ReturnValues: 'ALL_NEW',
+        }),
+      )
+      return out.Attributes!.data as SessionRecord
+    } catch (error) {
+      if ((error as Error).name !== 'ConditionalCheckFailedException') throw error
+      return (await this.get(key.pk, key.sk)) ? 'busy' : 'missing'
+    }
+  }
+
+  async putSession(session: SessionRecord, holder?: string): Promise<boolean> {
+    try {
+      await this.doc.send(
+        new PutCommand({
+          TableName: this.table,
+          Item: { pk: `org#${session.organization_id}`, sk: `sess#${session.id}`, data: session, expires_at: sessionExpiry(session) },
+          ...(holder ? { ConditionExpression: 'lease_holder = :h', ExpressionAttributeValues: { ':h': holder } } : {}),
+        }),
+      )
+      return true
+    } catch (error) {
+      if ((error as Error).name !== 'ConditionalCheckFailedException') throw error
+      return false
+    }
   }
 
   async deleteSession(organizationId: string, id: string): Promise<boolean> {

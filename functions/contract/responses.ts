@@ -99,6 +99,8 @@ export interface ResponseObject {
   /** The session whose Python state this response used and updated. */
   session_id: string
   previous_response_id?: string
+  /** Set when the session could not be updated after this response (it was deleted meanwhile). */
+  session_notice?: string
   error?: { code: string; message: string }
 }
 

@@ -76,3 +76,6 @@ export const sessionExpired = (id: string, at: number) =>
   new ApiError(410, 'session_expired', `Session ${id} expired on ${new Date(at * 1000).toISOString()} after being idle; its Python state is gone. Start a new session.`)
 
 export const unsupportedMediaType = (message: string) => new ApiError(415, 'unsupported_media_type', message)
+
+export const sessionBusy = (id: string) =>
+  new ApiError(409, 'session_busy', `Session ${id} is running another request; a session runs one at a time. Retry when it has finished.`)

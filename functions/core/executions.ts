@@ -2,7 +2,7 @@ import type { Execution, ExecutionRequest } from '../contract/api'
 import { resolveFiles } from './files'
 import { newId } from './ids'
 import type { Sandbox } from './ports'
-import { liveSession } from './sessions'
+import { liveSession, SESSION_LOST } from './sessions'
 import { Workspace, type WorkspaceDeps } from './workspace'
 
 export interface ExecutionDeps extends WorkspaceDeps {
@@ -13,7 +13,7 @@ export interface ExecutionDeps extends WorkspaceDeps {
 export async function executeCode(
   request: ExecutionRequest,
   deps: ExecutionDeps,
-  options: { sessionIdleDays: number },
+  options: { sessionIdleDays: number; codeTimeoutMs: number },
   signal?: AbortSignal,
 ): Promise<Execution> {
   const id = newId('exec')
@@ -27,21 +27,30 @@ export async function executeCode(
     organizationId: org,
     inputs,
     session,
+    claimSeconds: Math.ceil(options.codeTimeoutMs / 1000) + 60,
     source: { execution_id: id, ...(session ? { session_id: session.id } : {}) },
   })
-  const result = await deps.sandbox.run(
-    {
-      version: 1,
-      action: 'execute',
-      request_id: id,
-      code: request.code,
-      limits: request.timeout_ms === undefined ? undefined : { timeout_ms: request.timeout_ms },
-      ...(await workspace.payload(session !== undefined)),
-    },
-    { organizationId: org, signal },
-  )
-  const outputs = await workspace.settle(result)
-  await workspace.persist(options.sessionIdleDays)
+  let result
+  let outputs
+  try {
+    result = await deps.sandbox.run(
+      {
+        version: 1,
+        action: 'execute',
+        request_id: id,
+        code: request.code,
+        limits: request.timeout_ms === undefined ? undefined : { timeout_ms: request.timeout_ms },
+        ...(await workspace.payload(session !== undefined)),
+      },
+      { organizationId: org, signal },
+    )
+    outputs = await workspace.settle(result)
+    if (!(await workspace.persist(options.sessionIdleDays))) {
+      outputs.push({ type: 'text', source: 'sandbox', text: `[${SESSION_LOST}]` })
+    }
+  } finally {
+    await workspace.release()
+  }
   return {
     id,
     object: 'execution',

@@ -12,7 +12,7 @@ import { type RunEvent, runResponse } from './run-loop'
 import type { AssistantStore, FileStore, OrganizationStore, ResponseStore, SessionStore, UsageMeter } from './stores'
 import type { BlobStore } from './ports'
 import { resolveFiles } from './files'
-import { liveSession, newSession } from './sessions'
+import { liveSession, newSession, SESSION_LOST } from './sessions'
 import { type UploadSlots, Workspace, type WorkspaceDeps } from './workspace'
 
 export interface ResponsesDeps {
@@ -78,22 +78,22 @@ export async function prepareResponse(
   // previous_response_id continues that response's conversation and session.
   let history: { role: 'user' | 'assistant'; content: string }[] = []
   let session
+  let created = false
   if (request.previous_response_id) {
     const previous = await deps.store.getResponse(org, request.previous_response_id)
     if (!previous) throw notFound('response', request.previous_response_id)
     history = (await deps.store.getConversation(org, previous.id))?.messages ?? []
     // A response that ended before its session was saved leaves none: continue under its id.
-    session = (await deps.store.getSession(org, previous.session_id))
-      ? await liveSession(org, previous.session_id, workspaceDeps)
-      : newSession(org, idleDays, deps.clock, previous.session_id)
+    created = !(await deps.store.getSession(org, previous.session_id))
+    session = created ? newSession(org, idleDays, deps.clock, previous.session_id) : await liveSession(org, previous.session_id, workspaceDeps)
   } else if (request.session_id) {
     session = await liveSession(org, request.session_id, workspaceDeps)
   } else {
     session = newSession(org, idleDays, deps.clock)
+    created = true
   }
   const inputs = [...history, ...request.inputs]
   const files = await resolveFiles(org, [...assistant.file_ids, ...(request.file_ids ?? [])], deps)
-  const workspace = await Workspace.open(workspaceDeps, { organizationId: org, inputs: files, session, source: { session_id: session.id } })
   const tools = request.tools ?? assistant.tools
   const queued = (id: string): ResponseObject => ({
     id,
@@ -111,7 +111,18 @@ export async function prepareResponse(
     ...(request.previous_response_id ? { previous_response_id: request.previous_response_id } : {}),
   })
   const run: PreparedResponse['run'] = async ({ onEvent, responseId, checkpoint } = {}) => {
-  const { response } = await runResponse(
+  // The session is claimed for the run (one request at a time): 409 session_busy otherwise.
+  const workspace = await Workspace.open(workspaceDeps, {
+    organizationId: org,
+    inputs: files,
+    session,
+    newSession: created,
+    claimSeconds: Math.ceil(deps.limits.deadlineMs / 1000) + 60,
+    source: { session_id: session.id },
+  })
+  let response: ResponseObject
+  try {
+  ;({ response } = await runResponse(
     {
       responseId,
       organizationId: org,
@@ -131,14 +142,22 @@ export async function prepareResponse(
       deadlineMs: deps.limits.deadlineMs,
       codeTimeoutMs: deps.limits.codeTimeoutMs,
     },
-  )
+  ))
+  } catch (error) {
+    await workspace.release()
+    throw error
+  }
   if (request.schedule) response.schedule = request.schedule
   if (request.previous_response_id) response.previous_response_id = request.previous_response_id
   const answer = [...response.output].reverse().find((o) => o.type === 'message')
   const conversation = {
     messages: [...inputs, ...(answer?.type === 'message' ? [{ role: 'assistant' as const, content: answer.content.map((c) => c.text).join('') }] : [])],
   }
-  await Promise.all([workspace.persist(idleDays), deps.store.putResponse(response, conversation)])
+  const [saved] = await Promise.all([workspace.persist(idleDays), deps.store.putResponse(response, conversation)])
+  if (!saved) {
+    response.session_notice = `The session was not updated: ${SESSION_LOST}.`
+    await deps.store.putResponse(response, conversation)
+  }
   return response
   }
   return { queued, run }

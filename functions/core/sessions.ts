@@ -17,6 +17,9 @@ export interface SessionsDeps {
 }
 
 const DAY = 86_400
+
+export const SESSION_LOST =
+  'the Python state and files of this request were not saved: the session was deleted, or taken over after this request outlived its claim'
 const nowSeconds = (clock: Clock) => Math.floor(clock.now().getTime() / 1000)
 
 export function newSession(organizationId: string, idleDays: number, clock: Clock, id = newId('sess')): SessionRecord {

@@ -68,7 +68,14 @@ export interface SessionRecord {
 
 export interface SessionStore {
   getSession(organizationId: string, id: string): Promise<SessionRecord | undefined>
-  putSession(session: SessionRecord): Promise<void>
+  /**
+   * Takes the session for one request until `until` (unix seconds), or creates it taken when
+   * `create`. Returns the session as stored now, 'busy' while another request holds it, or
+   * 'missing'.
+   */
+  claimSession(session: SessionRecord, holder: string, until: number, now: number, create: boolean): Promise<SessionRecord | 'busy' | 'missing'>
+  /** Saves the session; with `holder`, only while that claim still holds, and releases it (false when it was lost). */
+  putSession(session: SessionRecord, holder?: string): Promise<boolean>
   /** True when it existed. */
   deleteSession(organizationId: string, id: string): Promise<boolean>
 }

@@ -8,11 +8,11 @@
  */
 import type { FileObject, PublicOutputItem } from '../contract/files'
 import type { InputFile, SandboxPayload, SandboxResult, StateIn } from '../contract/sandbox'
-import { SandboxProtocolError } from './errors'
-import { ApiError } from './errors'
+import { ApiError, notFound, SandboxProtocolError, sessionBusy } from './errors'
 import { type FilesDeps, type StoredFile, fileKey, mediaType, storeGenerated } from './files'
 import { newId } from './ids'
 import type { BlobStore, Clock } from './ports'
+import { stateKeys } from './sessions'
 import type { FileStore, SessionRecord, SessionStore, StatePartRecord } from './stores'
 
 /** A file travels inline while it is at most this large and the block's inline total allows. */
@@ -78,8 +78,12 @@ export interface WorkspaceInit {
   organizationId: string
   /** Files the request (and its assistant) named: read-only to the code. */
   inputs: StoredFile[]
-  /** The session whose state and generated files the blocks share. */
+  /** The session whose state and generated files the blocks share (claimed while open). */
   session?: SessionRecord
+  /** The session does not exist yet: it is created, claimed. */
+  newSession?: boolean
+  /** How long the claim lasts if this request dies without releasing it. */
+  claimSeconds?: number
   /** Recorded on generated files. */
   source: FileObject['source']
 }
@@ -91,14 +95,30 @@ export class Workspace {
   private readonly sessionFiles = new Map<string, StoredFile>()
   private readonly garbage = new Set<string>()
   private slots: Slot[] = []
+  private readonly holder = newId('claim')
+  private released = false
+  /** State keys the session had when this request took it. */
+  private readonly initialKeys = new Set<string>()
 
   private constructor(
     private readonly deps: WorkspaceDeps,
     private readonly init: WorkspaceInit,
   ) {}
 
+  /**
+   * Opens the workspace; with a session, claims it first (one request at a time, else 409
+   * session_busy) and works on the session as stored at that moment.
+   */
   static async open(deps: WorkspaceDeps, init: WorkspaceInit): Promise<Workspace> {
     const ws = new Workspace(deps, init)
+    if (init.session) {
+      const now = Math.floor(deps.clock.now().getTime() / 1000)
+      const claimed = await deps.sessions.claimSession(init.session, ws.holder, now + (init.claimSeconds ?? 900), now, init.newSession === true)
+      if (claimed === 'busy') throw sessionBusy(init.session.id)
+      if (claimed === 'missing') throw notFound('session', init.session.id)
+      init.session = claimed
+      for (const key of stateKeys(claimed)) ws.initialKeys.add(key)
+    }
     const generated = Object.entries(init.session?.files ?? {})
     const records = await Promise.all(generated.map(([, id]) => deps.files.getFile(init.organizationId, id)))
     generated.forEach(([name, id], i) => {
@@ -252,14 +272,33 @@ export class Workspace {
     return undefined
   }
 
-  /** Saves the session (its state, its files, the time of use) and deletes state it replaced. */
-  async persist(idleDays: number): Promise<void> {
+  /**
+   * Saves the session (its state, its files, the time of use), releases it, and deletes the
+   * state it replaced. False when the claim was lost meanwhile (the session was deleted, or
+   * this request outlived its claim and another took the session): nothing is saved then.
+   */
+  async persist(idleDays: number): Promise<boolean> {
     const session = this.init.session
-    if (!session) return
+    if (!session || this.released) return true
+    this.released = true
     session.last_active_at = Math.floor(this.deps.clock.now().getTime() / 1000)
     session.idle_seconds = idleDays * 86_400
-    await this.deps.sessions.putSession(session)
-    if (this.garbage.size) await this.deps.blobs.delete([...this.garbage]).catch(() => undefined)
+    const saved = await this.deps.sessions.putSession(session, this.holder)
+    // Lost: what this request stored is named by nothing; kept: what it replaced is not.
+    const unused = saved ? [...this.garbage] : stateKeys(session).filter((k) => !this.initialKeys.has(k))
+    if (unused.length) await this.deps.blobs.delete(unused).catch(() => undefined)
     this.garbage.clear()
+    return saved
+  }
+
+  /** Releases the session without saving (a request that failed before it could persist). */
+  async release(): Promise<void> {
+    const session = this.init.session
+    if (!session || this.released) return
+    this.released = true
+    const original = await this.deps.sessions.getSession(session.organization_id, session.id)
+    if (original) await this.deps.sessions.putSession(original, this.holder).catch(() => false)
+    const unused = stateKeys(session).filter((k) => !this.initialKeys.has(k))
+    if (unused.length) await this.deps.blobs.delete(unused).catch(() => undefined)
   }
 }

@@ -72,7 +72,7 @@ export function createApiHandler(deps: ApiDeps) {
       throw executionLimitReached()
     }
     const request = { ...body, timeout_ms: Math.min(body.timeout_ms ?? config.codeTimeoutMs, config.codeTimeoutMs) }
-    return json(200, await executeCode(request, { ...workspaceDeps, sandbox: deps.sandbox }, { sessionIdleDays: plan.session_idle_days }))
+    return json(200, await executeCode(request, { ...workspaceDeps, sandbox: deps.sandbox }, { sessionIdleDays: plan.session_idle_days, codeTimeoutMs: config.codeTimeoutMs }))
   }
 
   const responsesDeps = responsesDepsOf(deps)

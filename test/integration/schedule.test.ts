@@ -150,7 +150,8 @@ function fakeDeps(model: ModelProvider) {
     getResponse: async () => undefined,
     getConversation: async () => undefined,
     getSession: async () => undefined,
-    putSession: async () => undefined,
+    claimSession: async (session: unknown) => session,
+    putSession: async () => true,
     deleteSession: async () => false,
     getFile: async () => undefined,
   }

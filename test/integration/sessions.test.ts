@@ -113,6 +113,31 @@ describe('sessions of executions', () => {
     expect((await execute(ctx.service, 'print(len(blob))', { session_id: session })).body.outputs[0].text).toBe('400000')
   })
 
+  it('serve one request at a time: a concurrent one gets 409 session_busy, and no state is lost', async () => {
+    const session = await newSession()
+    await execute(ctx.service, 'import numpy as np\nbig = np.ones(1_000_000)\ncount = 0', { session_id: session })
+    const slow = execute(ctx.service, 'import time\ntime.sleep(1.5)\ncount += 1\nbig = big * 2', { session_id: session })
+    await new Promise((r) => setTimeout(r, 500))
+    const busy = await execute(ctx.service, 'count += 100', { session_id: session })
+    expect(busy.status).toBe(409)
+    expect(busy.body.error.code).toBe('session_busy')
+    expect((await slow).body.status).toBe('completed')
+    const after = await execute(ctx.service, 'print(count, int(big.sum()))', { session_id: session })
+    expect(after.body.outputs).toEqual([{ type: 'text', source: 'stdout', text: '1 2000000' }])
+  })
+
+  it('say so when the session was deleted while a block ran, and leave nothing behind', async () => {
+    const session = await newSession()
+    const running = execute(ctx.service, 'import time, numpy as np\ntime.sleep(1)\narr = np.ones(1_000_000)', { session_id: session })
+    await new Promise((r) => setTimeout(r, 400))
+    expect((await api(ctx.service, 'DELETE', `/v1/sessions/${session}`)).status).toBe(200)
+    const res = await running
+    expect(res.body.status).toBe('completed')
+    expect(res.body.outputs.at(-1)).toMatchObject({ type: 'text', source: 'sandbox' })
+    expect(res.body.outputs.at(-1).text).toContain('were not saved')
+    expect(await ctx.service.store.getSession('org_test', session)).toBeUndefined()
+  })
+
   it('404 for an unknown or another organization\'s session; 400 for a malformed id', async () => {
     const session = await newSession()
     await execute(ctx.service, "token = 'org_test only'", { session_id: session })
