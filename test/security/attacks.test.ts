@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { api, execute, startTestService } from '../support/local'
+import { api, execute, startTestService, TEST_KEY } from '../support/local'
 
 // Attacks through the public HTTP API against the local server, in both postures:
 // - root: each block runs as its own slot uid, in an empty network namespace, under seccomp;
@@ -255,6 +255,34 @@ describe.each([
     )
     expect(victim.body.outputs).toEqual([{ type: 'text', source: 'stdout', text: '42 [] [] False False' }])
   })
+
+  it('an input file: tampering never changes the stored original, and links out are not followed', async () => {
+    const fd = new FormData()
+    fd.append('purpose', 'assistants')
+    fd.append('file', new Blob(['a,b\n1,2\n'], { type: 'text/csv' }), 'input.csv')
+    const up = await fetch(`${ctx.service.url}/v1/files`, { method: 'POST', headers: { authorization: `Bearer ${TEST_KEY}` }, body: fd })
+    const file = (await up.json()) as { id: string }
+    const res = await execute(
+      ctx.service,
+      "import os\ntry:\n    os.chmod('input.csv', 0o666)\n    open('input.csv', 'w').write('tampered')\nexcept OSError as e:\n    print('refused', type(e).__name__)\ntry:\n    os.remove('input.csv')\n    os.symlink('/etc/shadow', 'input.csv')\n    os.symlink('/etc/passwd', 'passwd.txt')\nexcept OSError as e:\n    print('refused', type(e).__name__)",
+      { file_ids: [file.id] },
+    )
+    expect(res.status).toBe(200)
+    noSecret(res.body)
+    // As root the input is root's, in a sticky directory: every change is refused. In the deployed
+    // posture the block owns its copy and may change it; the stored original stays as uploaded.
+    if (posture === 'root') expect(res.body.outputs[0].text).toBe('refused PermissionError\nrefused PermissionError')
+    const outputs = res.body.outputs.filter((o: any) => o.type === 'file')
+    for (const o of outputs) {
+      const bytes = await (await fetch(`${ctx.service.url}/v1/files/${o.file_id}/content`, { headers: { authorization: `Bearer ${TEST_KEY}` } })).text()
+      expect(bytes).not.toMatch(/root:/)
+    }
+    expect(outputs.map((o: any) => o.filename)).not.toContain('passwd.txt')
+    const stored = await fetch(`${ctx.service.url}/v1/files/${file.id}/content`, { headers: { authorization: `Bearer ${TEST_KEY}` } })
+    expect(await stored.text()).toBe('a,b\n1,2\n')
+    await settle()
+    expect(survivors()).toEqual([])
+  })
 })
 
 describe('API abuse: another organization\'s ids in every route', () => {
@@ -267,6 +295,8 @@ describe('API abuse: another organization\'s ids in every route', () => {
   it('answers 404 (never the object) for every id of another organization', async () => {
     const owner = await api(ctx.service, 'POST', '/v1/assistants', { name: 'private', tools: [] })
     const asst = owner.body.id
+    const file = (await api(ctx.service, 'POST', '/v1/files/uploads', { filename: 'private.csv', purpose: 'assistants', bytes: 1 })).body.file.id
+    const session = (await api(ctx.service, 'POST', '/v1/sessions')).body.id
     const thief = { authorization: `Bearer ${await ctx.service.issueKey('org_thief')}` }
     const routes: [string, string, unknown?][] = [
       ['GET', `/v1/assistants/${asst}`],
@@ -274,6 +304,14 @@ describe('API abuse: another organization\'s ids in every route', () => {
       ['DELETE', `/v1/assistants/${asst}`],
       ['GET', '/v1/responses/resp_doesnotexist'],
       ['POST', '/v1/responses/resp_doesnotexist/cancel'],
+      ['GET', `/v1/files/${file}`],
+      ['GET', `/v1/files/${file}/content`],
+      ['DELETE', `/v1/files/${file}`],
+      ['POST', `/v1/files/uploads/${file}/complete`],
+      ['GET', `/v1/sessions/${session}`],
+      ['DELETE', `/v1/sessions/${session}`],
+      ['POST', '/v1/executions', { organization_id: 'org_thief', code: 'print(1)', file_ids: [file] }],
+      ['POST', '/v1/executions', { organization_id: 'org_thief', code: 'print(1)', session_id: session }],
     ]
     for (const [method, path, body] of routes) {
       const res = await api(ctx.service, method, path, body, thief)
@@ -285,6 +323,8 @@ describe('API abuse: another organization\'s ids in every route', () => {
     expect(named.status).toBe(403)
     // The owner still has it, unchanged.
     expect((await api(ctx.service, 'GET', `/v1/assistants/${asst}`)).body.name).toBe('private')
+    expect((await api(ctx.service, 'GET', `/v1/files/${file}`)).body.filename).toBe('private.csv')
+    expect((await api(ctx.service, 'GET', `/v1/sessions/${session}`)).status).toBe(200)
   })
 
   it('refuses path tricks in ids, form bodies and missing keys with clear codes', async () => {
