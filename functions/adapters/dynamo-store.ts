@@ -388,7 +388,7 @@ export class DynamoStore
   }
 }
 
-/** The stored copy of a response too large for one item: the longest texts halved, saying so. */
+/** The stored copy of a response too large for one item: no inline images, then the longest texts halved, saying so. */
 function withTextsCut(response: ResponseObject): ResponseObject {
   const copy = structuredClone(response)
   // Each cuttable string, as a getter and setter over its output item.
@@ -399,6 +399,11 @@ function withTextsCut(response: ResponseObject): ResponseObject {
       if (o.type === 'text') fields.push({ get: () => o.text, set: (v) => (o.text = v) })
       else if (o.type === 'error') fields.push({ get: () => o.traceback, set: (v) => (o.traceback = v) })
     }
+  }
+  // Inline image URLs go first: the image stays available through its file_id.
+  for (const item of copy.output) {
+    if (item.type !== 'code_interpreter_call') continue
+    for (const o of item.outputs) if (o.type === 'image') delete o.url
   }
   for (let i = 0; i < 64 && fields.length && Buffer.byteLength(JSON.stringify(copy)) > MAX_ITEM_BYTES / 2; i++) {
     const longest = fields.reduce((a, b) => (a.get().length >= b.get().length ? a : b))

@@ -46,7 +46,14 @@ export interface FileObject {
 
 /** An image the code made (a matplotlib figure), stored as a file. */
 export const ImageFileOutput = z
-  .object({ type: z.literal('image'), file_id: FileId, mime_type: z.string(), bytes: z.int().min(0) })
+  .object({
+    type: z.literal('image'),
+    file_id: FileId,
+    mime_type: z.string(),
+    bytes: z.int().min(0),
+    /** Small images also come inline, as a data: URL, so a client can show them at once. */
+    url: z.string().optional(),
+  })
   .strict()
 /** A file the code wrote in its working directory, stored as a file. */
 export const FileRefOutput = z

@@ -23,6 +23,8 @@ const INLINE_PART_CHARS = 96_000
 const INLINE_STATE_CHARS = 200_000
 /** Presigned URLs given to the runner live this long (a block runs for at most 15 minutes). */
 const URL_SECONDS = 1800
+/** Images up to this size are also inlined in the output item as a data: URL. */
+export const INLINE_IMAGE_BYTES = 48 * 1024
 /** Upload slots offered per block: large outputs and new large state parts. */
 export const SLOTS_PER_BLOCK = 4
 
@@ -221,7 +223,10 @@ export class Workspace {
           } else {
             throw new SandboxProtocolError(`the sandbox returned ${o.type === 'file' ? o.filename : 'an image'} with neither data nor slot`)
           }
-          if (o.type === 'image') return { type: 'image', file_id: stored.id, mime_type: stored.mime_type, bytes: stored.bytes }
+          if (o.type === 'image') {
+            const url = o.data !== undefined && stored.bytes <= INLINE_IMAGE_BYTES ? `data:image/png;base64,${o.data}` : undefined
+            return { type: 'image', file_id: stored.id, mime_type: stored.mime_type, bytes: stored.bytes, ...(url ? { url } : {}) }
+          }
           if (this.init.session && !o.filename.includes('/')) {
             this.sessionFiles.set(placedName(o.filename), stored)
             this.init.session.files[placedName(o.filename)] = stored.id

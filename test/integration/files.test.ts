@@ -182,6 +182,8 @@ describe('files in the sandbox', () => {
     const png = await content(image.file_id)
     expect(png.headers.get('content-type')).toBe('image/png')
     expect(png.bytes.length).toBe(image.bytes)
+    // Small enough to come inline too, with the same bytes.
+    expect(image.url).toBe(`data:image/png;base64,${png.bytes.toString('base64')}`)
     const decoded = decodePng(png.bytes)
     expect(decoded.width).toBeGreaterThan(100)
     expect(decoded.height).toBeGreaterThan(100)
