@@ -277,29 +277,11 @@ export class DynamoStore
   }
 
   async listFiles(organizationId: string, options: { limit: number; after?: string; purpose?: string }): Promise<FileObject[]> {
-    const out: FileObject[] = []
-    let start: Record<string, unknown> | undefined
-    do {
-      const page = await this.doc.send(
-        new QueryCommand({
-          TableName: this.table,
-          KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
-          FilterExpression: options.purpose ? '#d.#p = :purpose' : undefined,
-          ExpressionAttributeNames: options.purpose ? { '#d': 'data', '#p': 'purpose' } : undefined,
-          ExpressionAttributeValues: { ':pk': `org#${organizationId}`, ':prefix': 'file#', ...(options.purpose ? { ':purpose': options.purpose } : {}) },
-          ExclusiveStartKey: start,
-          ConsistentRead: true,
-        }),
-      )
-      for (const item of page.Items ?? []) {
-        const { key: _key, ...file } = item.data as FileObject & { key: string }
-        out.push(file)
-      }
-      start = page.LastEvaluatedKey
-    } while (start && out.length < 10_000)
-    out.sort((a, b) => b.created_at - a.created_at || (a.id < b.id ? 1 : -1))
-    const from = options.after ? out.findIndex((f) => f.id === options.after) + 1 : 0
-    return out.slice(from, from + options.limit)
+    const filter = options.purpose ? { field: 'purpose', value: options.purpose } : undefined
+    return this.newestFirst(organizationId, 'file#', filter, options, (data) => {
+      const { key: _key, ...file } = data as FileObject & { key: string }
+      return file
+    })
   }
 
   async deleteFile(organizationId: string, id: string): Promise<boolean> {
@@ -311,27 +293,38 @@ export class DynamoStore
   }
 
   async listResponses(organizationId: string, options: { schedule?: string; limit: number; after?: string }): Promise<ResponseObject[]> {
-    // Response ids are random, so "newest first" sorts on created_at after the query.
-    const out: ResponseObject[] = []
+    const filter = options.schedule ? { field: 'schedule', value: options.schedule } : undefined
+    return this.newestFirst(organizationId, 'resp#', filter, options, (data) => data as ResponseObject)
+  }
+
+  /** A page of an organization's records of one kind, newest first (ids are random: sorted after the query). */
+  private async newestFirst<T extends { id: string; created_at: number }>(
+    organizationId: string,
+    prefix: string,
+    filter: { field: string; value: string } | undefined,
+    page: { limit: number; after?: string },
+    map: (data: unknown) => T,
+  ): Promise<T[]> {
+    const out: T[] = []
     let start: Record<string, unknown> | undefined
     do {
-      const page = await this.doc.send(
+      const result = await this.doc.send(
         new QueryCommand({
           TableName: this.table,
           KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
-          FilterExpression: options.schedule ? '#d.#s = :schedule' : undefined,
-          ExpressionAttributeNames: options.schedule ? { '#d': 'data', '#s': 'schedule' } : undefined,
-          ExpressionAttributeValues: { ':pk': `org#${organizationId}`, ':prefix': 'resp#', ...(options.schedule ? { ':schedule': options.schedule } : {}) },
+          FilterExpression: filter ? '#d.#f = :value' : undefined,
+          ExpressionAttributeNames: filter ? { '#d': 'data', '#f': filter.field } : undefined,
+          ExpressionAttributeValues: { ':pk': `org#${organizationId}`, ':prefix': prefix, ...(filter ? { ':value': filter.value } : {}) },
           ExclusiveStartKey: start,
           ConsistentRead: true,
         }),
       )
-      for (const item of page.Items ?? []) out.push(item.data as ResponseObject)
-      start = page.LastEvaluatedKey
+      for (const item of result.Items ?? []) out.push(map(item.data))
+      start = result.LastEvaluatedKey
     } while (start && out.length < 10_000)
     out.sort((a, b) => b.created_at - a.created_at || (a.id < b.id ? 1 : -1))
-    const from = options.after ? out.findIndex((r) => r.id === options.after) + 1 : 0
-    return out.slice(from, from + options.limit)
+    const from = page.after ? out.findIndex((r) => r.id === page.after) + 1 : 0
+    return out.slice(from, from + page.limit)
   }
 
   // --- usage ----------------------------------------------------------------------------------

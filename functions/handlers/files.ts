@@ -46,6 +46,11 @@ export interface FileRoutesDeps {
 
 export function fileRoutes(deps: FileRoutesDeps) {
   const { caller } = deps
+  /** A route on one object: the caller, the id from the path (validated), and a JSON answer. */
+  const byId =
+    (schema: z.ZodType<string>, use: (who: Caller, id: string) => Promise<unknown>): Route =>
+    async (event) =>
+      json(200, await use(await caller(event), idFrom(event, schema)))
 
   const upload: Route = async (event) => {
     const who = await caller(event)
@@ -107,18 +112,18 @@ export function fileRoutes(deps: FileRoutesDeps) {
     {
       method: 'POST',
       path: '/v1/files/uploads/{id}/complete',
-      handler: (async (event) => json(200, await files.completeUpload(await caller(event), idFrom(event, FileId), deps.files))) as Route,
+      handler: byId(FileId, (who, id) => files.completeUpload(who, id, deps.files)),
     },
     {
       method: 'GET',
       path: '/v1/files/{id}',
-      handler: (async (event) => json(200, await files.getFile(await caller(event), idFrom(event, FileId), deps.files))) as Route,
+      handler: byId(FileId, (who, id) => files.getFile(who, id, deps.files)),
     },
     { method: 'GET', path: '/v1/files/{id}/content', handler: content },
     {
       method: 'DELETE',
       path: '/v1/files/{id}',
-      handler: (async (event) => json(200, await files.deleteFile(await caller(event), idFrom(event, FileId), deps.files))) as Route,
+      handler: byId(FileId, (who, id) => files.deleteFile(who, id, deps.files)),
     },
     {
       method: 'POST',
@@ -134,12 +139,12 @@ export function fileRoutes(deps: FileRoutesDeps) {
     {
       method: 'GET',
       path: '/v1/sessions/{id}',
-      handler: (async (event) => json(200, await sessions.getSession(await caller(event), idFrom(event, SessionId), deps.sessions))) as Route,
+      handler: byId(SessionId, (who, id) => sessions.getSession(who, id, deps.sessions)),
     },
     {
       method: 'DELETE',
       path: '/v1/sessions/{id}',
-      handler: (async (event) => json(200, await sessions.deleteSession(await caller(event), idFrom(event, SessionId), deps.sessions))) as Route,
+      handler: byId(SessionId, (who, id) => sessions.deleteSession(who, id, deps.sessions)),
     },
   ]
 }
