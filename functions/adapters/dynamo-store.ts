@@ -244,13 +244,17 @@ export class DynamoStore
     }
   }
 
-  async putSession(session: SessionRecord, holder?: string): Promise<boolean> {
+  async putSession(session: SessionRecord, condition?: { holder: string } | { create: true }): Promise<boolean> {
     try {
       await this.doc.send(
         new PutCommand({
           TableName: this.table,
           Item: { pk: `org#${session.organization_id}`, sk: `sess#${session.id}`, data: session, expires_at: sessionExpiry(session) },
-          ...(holder ? { ConditionExpression: 'lease_holder = :h', ExpressionAttributeValues: { ':h': holder } } : {}),
+          ...(condition && 'holder' in condition
+            ? { ConditionExpression: 'lease_holder = :h', ExpressionAttributeValues: { ':h': condition.holder } }
+            : condition
+              ? { ConditionExpression: 'attribute_not_exists(pk)' }
+              : {}),
         }),
       )
       return true

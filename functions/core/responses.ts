@@ -117,6 +117,8 @@ export async function prepareResponse(
     inputs: files,
     session,
     newSession: created,
+    // Streams and background runs show the new session's id before they end.
+    claimNew: Boolean(request.stream || request.background),
     claimSeconds: Math.ceil(deps.limits.deadlineMs / 1000) + 60,
     source: { session_id: session.id },
   })

@@ -74,8 +74,11 @@ export interface SessionStore {
    * 'missing'.
    */
   claimSession(session: SessionRecord, holder: string, until: number, now: number, create: boolean): Promise<SessionRecord | 'busy' | 'missing'>
-  /** Saves the session; with `holder`, only while that claim still holds, and releases it (false when it was lost). */
-  putSession(session: SessionRecord, holder?: string): Promise<boolean>
+  /**
+   * Saves the session: with `holder`, only while that claim still holds, releasing it; with
+   * `create`, only if it does not exist yet. False when that condition failed.
+   */
+  putSession(session: SessionRecord, condition?: { holder: string } | { create: true }): Promise<boolean>
   /** True when it existed. */
   deleteSession(organizationId: string, id: string): Promise<boolean>
 }

@@ -84,6 +84,11 @@ export interface WorkspaceInit {
   session?: SessionRecord
   /** The session does not exist yet: it is created, claimed. */
   newSession?: boolean
+  /**
+   * False when nobody can know a new session's id before this request ends (a plain JSON
+   * answer): it is then created only when saved, one write fewer on the way.
+   */
+  claimNew?: boolean
   /** How long the claim lasts if this request dies without releasing it. */
   claimSeconds?: number
   /** Recorded on generated files. */
@@ -99,6 +104,8 @@ export class Workspace {
   private slots: Slot[] = []
   private readonly holder = newId('claim')
   private released = false
+  /** A new session created only when saved. */
+  private unclaimedNew = false
   /** State keys the session had when this request took it. */
   private readonly initialKeys = new Set<string>()
 
@@ -113,7 +120,9 @@ export class Workspace {
    */
   static async open(deps: WorkspaceDeps, init: WorkspaceInit): Promise<Workspace> {
     const ws = new Workspace(deps, init)
-    if (init.session) {
+    if (init.session && init.newSession && init.claimNew === false) {
+      ws.unclaimedNew = true
+    } else if (init.session) {
       const now = Math.floor(deps.clock.now().getTime() / 1000)
       const claimed = await deps.sessions.claimSession(init.session, ws.holder, now + (init.claimSeconds ?? 900), now, init.newSession === true)
       if (claimed === 'busy') throw sessionBusy(init.session.id)
@@ -288,7 +297,7 @@ export class Workspace {
     this.released = true
     session.last_active_at = Math.floor(this.deps.clock.now().getTime() / 1000)
     session.idle_seconds = idleDays * 86_400
-    const saved = await this.deps.sessions.putSession(session, this.holder)
+    const saved = await this.deps.sessions.putSession(session, this.unclaimedNew ? { create: true } : { holder: this.holder })
     // Lost: what this request stored is named by nothing; kept: what it replaced is not.
     const unused = saved ? [...this.garbage] : stateKeys(session).filter((k) => !this.initialKeys.has(k))
     if (unused.length) await this.deps.blobs.delete(unused).catch(() => undefined)
@@ -301,8 +310,8 @@ export class Workspace {
     const session = this.init.session
     if (!session || this.released) return
     this.released = true
-    const original = await this.deps.sessions.getSession(session.organization_id, session.id)
-    if (original) await this.deps.sessions.putSession(original, this.holder).catch(() => false)
+    const original = this.unclaimedNew ? undefined : await this.deps.sessions.getSession(session.organization_id, session.id)
+    if (original) await this.deps.sessions.putSession(original, { holder: this.holder }).catch(() => false)
     const unused = stateKeys(session).filter((k) => !this.initialKeys.has(k))
     if (unused.length) await this.deps.blobs.delete(unused).catch(() => undefined)
   }
