@@ -9,6 +9,8 @@ export interface BackgroundJob {
   keyId: string
   responseId: string
   request: ResponseRequest
+  /** The session the API reserved (claimed for this response id) when it answered 202. */
+  sessionId?: string
 }
 
 /** Starts a background run and returns at once. */
@@ -24,7 +26,7 @@ export interface BackgroundRuns {
 export async function runBackgroundJob(job: BackgroundJob, deps: ResponsesDeps): Promise<ResponseObject> {
   const caller: Caller = { organizationId: job.organizationId, keyId: job.keyId }
   try {
-    const prepared = await prepareResponse(caller, job.request, deps)
+    const prepared = await prepareResponse(caller, job.request, deps, { sessionId: job.sessionId })
     return await prepared.run({ responseId: job.responseId, checkpoint: (r) => deps.store.saveProgress(r) })
   } catch (error) {
     const stored = await deps.store.getResponse(job.organizationId, job.responseId)

@@ -3,13 +3,13 @@ import { MODEL_NOT_CONFIGURED_HINT } from './model'
 import type { Caller } from './auth'
 import { assertOrganization } from './auth'
 import type { ToolFacts } from './code-interpreter-tool'
-import { codeInterpreterNotAvailable, modelNotConfigured, notFound } from './errors'
+import { codeInterpreterNotAvailable, modelNotConfigured, notFound, sessionBusy } from './errors'
 import { newId } from './ids'
 import type { ModelProvider } from './model'
 import type { Plans } from './plans'
 import type { Clock, Sandbox } from './ports'
 import { type RunEvent, runResponse } from './run-loop'
-import type { AssistantStore, FileStore, OrganizationStore, ResponseStore, SessionStore, UsageMeter } from './stores'
+import type { AssistantStore, FileStore, OrganizationStore, ResponseStore, SessionRecord, SessionStore, UsageMeter } from './stores'
 import type { BlobStore } from './ports'
 import { resolveFiles } from './files'
 import { liveSession, newSession, SESSION_LOST } from './sessions'
@@ -51,6 +51,10 @@ export async function createResponse(
 export interface PreparedResponse {
   /** The response as it stands before the run: status `queued`, no output. */
   queued(id: string): ResponseObject
+  /** The session this response uses. */
+  sessionId: string
+  /** Claims (or creates) the session for the response `responseId` ahead of its run (background: 409 now, not later). */
+  reserve(responseId: string): Promise<void>
   run(options?: { onEvent?: (event: RunEvent) => void; responseId?: string; checkpoint?: (r: ResponseObject) => Promise<boolean> }): Promise<ResponseObject>
 }
 
@@ -62,6 +66,8 @@ export async function prepareResponse(
   caller: Caller,
   request: ResponseRequest,
   deps: ResponsesDeps,
+  /** A background worker's: the session the API reserved for the run. */
+  reserved: { sessionId?: string } = {},
 ): Promise<PreparedResponse> {
   assertOrganization(caller, request.organization_id)
   const org = caller.organizationId
@@ -77,20 +83,25 @@ export async function prepareResponse(
   const workspaceDeps: WorkspaceDeps = { files: deps.files, blobs: deps.blobs, sessions: deps.store, clock: deps.clock, slots: deps.slots }
   // previous_response_id continues that response's conversation and session.
   let history: { role: 'user' | 'assistant'; content: string }[] = []
-  let session
-  let created = false
+  let previousSession: string | undefined
   if (request.previous_response_id) {
     const previous = await deps.store.getResponse(org, request.previous_response_id)
     if (!previous) throw notFound('response', request.previous_response_id)
     history = (await deps.store.getConversation(org, previous.id))?.messages ?? []
-    // A response that ended before its session was saved leaves none: continue under its id.
-    created = !(await deps.store.getSession(org, previous.session_id))
-    session = created ? newSession(org, idleDays, deps.clock, previous.session_id) : await liveSession(org, previous.session_id, workspaceDeps)
-  } else if (request.session_id) {
-    session = await liveSession(org, request.session_id, workspaceDeps)
-  } else {
+    previousSession = previous.session_id
+  }
+  const named = reserved.sessionId ?? request.session_id ?? previousSession
+  let session: SessionRecord
+  let created = false
+  if (named === undefined) {
     session = newSession(org, idleDays, deps.clock)
     created = true
+  } else if (named === previousSession && !reserved.sessionId && !(await deps.store.getSession(org, named))) {
+    // A response that ended before its session was saved leaves none: continue under its id.
+    session = newSession(org, idleDays, deps.clock, named)
+    created = true
+  } else {
+    session = await liveSession(org, named, workspaceDeps)
   }
   const inputs = [...history, ...request.inputs]
   const files = await resolveFiles(org, [...assistant.file_ids, ...(request.file_ids ?? [])], deps)
@@ -110,6 +121,16 @@ export async function prepareResponse(
     ...(request.schedule ? { schedule: request.schedule } : {}),
     ...(request.previous_response_id ? { previous_response_id: request.previous_response_id } : {}),
   })
+  const claimSeconds = Math.ceil(deps.limits.deadlineMs / 1000) + 60
+  // A response's claim on its session is named after it, so a reservation carries to its run.
+  const holderOf = (responseId?: string) => (responseId ? `claim_${responseId}` : undefined)
+  const reserve: PreparedResponse['reserve'] = async (responseId) => {
+    const now = Math.floor(deps.clock.now().getTime() / 1000)
+    const claimed = await deps.store.claimSession(session, holderOf(responseId)!, now + claimSeconds, now, created)
+    if (claimed === 'busy') throw sessionBusy(session.id)
+    if (claimed === 'missing') throw notFound('session', session.id)
+    created = false
+  }
   const run: PreparedResponse['run'] = async ({ onEvent, responseId, checkpoint } = {}) => {
   // The session is claimed for the run (one request at a time): 409 session_busy otherwise.
   const workspace = await Workspace.open(workspaceDeps, {
@@ -119,7 +140,8 @@ export async function prepareResponse(
     newSession: created,
     // Streams and background runs show the new session's id before they end.
     claimNew: Boolean(request.stream || request.background),
-    claimSeconds: Math.ceil(deps.limits.deadlineMs / 1000) + 60,
+    claimSeconds,
+    holder: holderOf(responseId),
     source: { session_id: session.id },
   })
   let response: ResponseObject
@@ -162,7 +184,7 @@ export async function prepareResponse(
   }
   return response
   }
-  return { queued, run }
+  return { queued, run, reserve, sessionId: session.id }
 }
 
 

@@ -91,6 +91,8 @@ export interface WorkspaceInit {
   claimNew?: boolean
   /** How long the claim lasts if this request dies without releasing it. */
   claimSeconds?: number
+  /** The claim's name; the same name may take the session again (a reservation's run). */
+  holder?: string
   /** Recorded on generated files. */
   source: FileObject['source']
 }
@@ -102,7 +104,7 @@ export class Workspace {
   private readonly sessionFiles = new Map<string, StoredFile>()
   private readonly garbage = new Set<string>()
   private slots: Slot[] = []
-  private readonly holder = newId('claim')
+  private readonly holder: string
   private released = false
   /** A new session created only when saved. */
   private unclaimedNew = false
@@ -112,7 +114,9 @@ export class Workspace {
   private constructor(
     private readonly deps: WorkspaceDeps,
     private readonly init: WorkspaceInit,
-  ) {}
+  ) {
+    this.holder = init.holder ?? newId('claim')
+  }
 
   /**
    * Opens the workspace; with a session, claims it first (one request at a time, else 409

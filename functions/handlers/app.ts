@@ -99,8 +99,10 @@ export function createApiHandler(deps: ApiDeps) {
     if (body.background) {
       if (!deps.background) throw backgroundNotAvailable()
       const queued = prepared.queued(responseId)
+      // Taken now, so a busy session is a 409 here and the new one exists once the id is out.
+      await prepared.reserve(responseId)
       await deps.store.putResponse(queued)
-      await deps.background.start({ organizationId: who.organizationId, keyId: who.keyId, responseId, request: body })
+      await deps.background.start({ organizationId: who.organizationId, keyId: who.keyId, responseId, request: body, sessionId: prepared.sessionId })
       return json(202, queued)
     }
     if (body.stream) return eventStream((onEvent) => prepared.run({ onEvent, responseId }))

@@ -17,6 +17,7 @@ function responder(r: RecordedConverse) {
   const answered = r.body.messages.at(-1).content.some((c: any) => c.toolResult)
   if (answered) return converseText(`Done: ${resultText(r).trim()}`)
   if (question === 'remember') return converseToolUse('t1', 'code_interpreter', { code: "import pandas as pd\nsecret = 1234\ndf = pd.DataFrame({'a': [1, 2]})\ndef twice(v): return 2 * v\nprint('kept')" })
+  if (question === 'slow') return converseToolUse('t1', 'code_interpreter', { code: "import time\ntime.sleep(1.5)\nslow_done = True\nprint('slept')" })
   if (question === 'recall') return converseToolUse('t1', 'code_interpreter', { code: 'print(twice(secret), int(df.a.sum()))' })
   return converseText('?')
 }
@@ -190,6 +191,23 @@ describe('sessions of responses', () => {
     const fresh = await respond('recall')
     expect(fresh.body.session_id).toMatch(/^sess_/)
     expect(fresh.body.output[0].outputs[0]).toMatchObject({ type: 'error', name: 'NameError' })
+  })
+
+  it('a background run holds its new session: a concurrent execution on it gets 409 until it ends', async () => {
+    const queued = await respond('slow', { background: true })
+    expect(queued.status).toBe(202)
+    const session = queued.body.session_id
+    await new Promise((r) => setTimeout(r, 400))
+    const busy = await execute(ctx.service, 'print(1)', { session_id: session })
+    expect(busy.status).toBe(409)
+    expect(busy.body.error.code).toBe('session_busy')
+    let status = 'queued'
+    for (let i = 0; i < 100 && (status === 'queued' || status === 'in_progress'); i++) {
+      await new Promise((r) => setTimeout(r, 100))
+      status = (await api(ctx.service, 'GET', `/v1/responses/${queued.body.id}`)).body.status
+    }
+    expect(status).toBe('completed')
+    expect((await execute(ctx.service, 'print(slow_done)', { session_id: session })).body.outputs).toEqual([{ type: 'text', source: 'stdout', text: 'True' }])
   })
 
   it('previous_response_id continues the conversation and its state', async () => {
