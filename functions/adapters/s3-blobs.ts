@@ -7,6 +7,7 @@ import {
 } from '@aws-sdk/client-s3'
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
 import type { Readable } from 'node:stream'
+import { contentDisposition } from '../core/files'
 import type { BlobStore } from '../core/ports'
 
 /** A missing object: 404, or 403 when the role may not list the bucket (it may not). */
@@ -69,16 +70,22 @@ export class S3BlobStore implements BlobStore {
     }
   }
 
-  async presign(method: 'GET' | 'PUT', key: string, expiresInSeconds: number, contentType?: string): Promise<string> {
-    const id = `${method} ${key} ${contentType ?? ''}`
+  async presign(method: 'GET' | 'PUT', key: string, expiresInSeconds: number, download?: { contentType: string; filename: string }): Promise<string> {
+    const id = `${method} ${key} ${download ? JSON.stringify(download) : ''}`
     const now = Date.now()
     const cached = this.signed.get(id)
     // Reused only while at least two thirds of the asked-for life remain.
     if (cached && cached.until - now > (expiresInSeconds * 1000 * 2) / 3) return cached.url
     const command =
       method === 'GET'
-        ? new GetObjectCommand({ Bucket: this.bucket, Key: key })
-        : new PutObjectCommand({ Bucket: this.bucket, Key: key, ContentType: contentType })
+        ? new GetObjectCommand({
+            Bucket: this.bucket,
+            Key: key,
+            ...(download
+              ? { ResponseContentType: download.contentType, ResponseContentDisposition: contentDisposition(download.filename) }
+              : {}),
+          })
+        : new PutObjectCommand({ Bucket: this.bucket, Key: key })
     const url = await getSignedUrl(this.s3, command, { expiresIn: expiresInSeconds })
     if (this.signed.size > 10_000) this.signed.clear()
     this.signed.set(id, { url, until: now + expiresInSeconds * 1000 })

@@ -132,10 +132,21 @@ export async function listFiles(caller: Caller, deps: Pick<FilesDeps, 'files'>, 
   return { object: 'list', data: page, has_more: data.length > options.limit, last_id: page.at(-1)?.id ?? null }
 }
 
+/** Past this, a download is sent to S3 directly: API Gateway streams only 10 MB at full speed. */
+export const MAX_PROXIED_DOWNLOAD_BYTES = 10 * 1024 * 1024
+const DOWNLOAD_URL_SECONDS = 900
+
+export const contentDisposition = (filename: string) => `attachment; filename*=UTF-8''${encodeURIComponent(filename)}`
+
+/** The bytes of a file, as a stream, or for a large file a short-lived URL to fetch them from. */
 export async function fileContent(caller: Caller, id: string, deps: FilesDeps) {
   const file = await deps.files.getFile(caller.organizationId, id)
   if (!file) throw notFound('file', id)
   if (file.status !== 'processed') throw fileNotReady(id)
+  if (file.bytes > MAX_PROXIED_DOWNLOAD_BYTES) {
+    const url = await deps.blobs.presign('GET', file.key, DOWNLOAD_URL_SECONDS, { contentType: file.mime_type, filename: file.filename })
+    return { file: publicFile(file), redirect: url }
+  }
   const content = await deps.blobs.stream(file.key)
   if (!content) throw new ApiError(410, 'file_content_missing', `The bytes of file ${id} are no longer stored.`)
   return { file: publicFile(file), ...content }

@@ -29,6 +29,9 @@ export interface BlobStore {
   stream(key: string): Promise<{ body: NodeJS.ReadableStream; bytes: number } | undefined>
   head(key: string): Promise<{ bytes: number } | undefined>
   delete(keys: string[]): Promise<void>
-  /** A URL that lets its holder GET (or PUT) this one object until it expires. */
-  presign(method: 'GET' | 'PUT', key: string, expiresInSeconds: number, contentType?: string): Promise<string>
+  /**
+   * A URL that lets its holder GET (or PUT) this one object until it expires; a GET may name
+   * the content type and download file name the answer carries.
+   */
+  presign(method: 'GET' | 'PUT', key: string, expiresInSeconds: number, download?: { contentType: string; filename: string }): Promise<string>
 }

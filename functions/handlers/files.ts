@@ -77,13 +77,18 @@ export function fileRoutes(deps: FileRoutesDeps) {
 
   const content: Route = async (event) => {
     const who = await caller(event)
-    const { file, body, bytes } = await files.fileContent(who, idFrom(event, FileId), deps.files)
+    const content = await files.fileContent(who, idFrom(event, FileId), deps.files)
+    if ('redirect' in content) {
+      const redirect: APIGatewayProxyResult = { statusCode: 307, headers: { location: content.redirect!, 'cache-control': 'no-store' }, body: '' }
+      return redirect
+    }
+    const { file, body, bytes } = content
     return {
       statusCode: 200,
       headers: {
         'content-type': file.mime_type,
         'content-length': String(bytes),
-        'content-disposition': `attachment; filename*=UTF-8''${encodeURIComponent(file.filename)}`,
+        'content-disposition': files.contentDisposition(file.filename),
         'cache-control': 'no-store',
         'x-content-type-options': 'nosniff',
       },
