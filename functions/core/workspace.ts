@@ -25,6 +25,8 @@ const INLINE_STATE_CHARS = 200_000
 const URL_SECONDS = 1800
 /** Images up to this size are also inlined in the output item as a data: URL. */
 export const INLINE_IMAGE_BYTES = 48 * 1024
+/** Files a session carries from block to block (with a request's own, within the sandbox's 100). */
+export const MAX_SESSION_FILES = 50
 /** Upload slots offered per block: large outputs and new large state parts. */
 export const SLOTS_PER_BLOCK = 4
 
@@ -158,6 +160,20 @@ export class Workspace {
     ]
   }
 
+  /** The newest file of each name joins the session; past the cap the oldest names leave it (their files stay). */
+  private keepSessionFile(name: string, file: StoredFile): void {
+    const files = this.init.session!.files
+    this.sessionFiles.delete(name)
+    delete files[name]
+    this.sessionFiles.set(name, file)
+    files[name] = file.id
+    for (const oldest of this.sessionFiles.keys()) {
+      if (this.sessionFiles.size <= MAX_SESSION_FILES) break
+      this.sessionFiles.delete(oldest)
+      delete files[oldest]
+    }
+  }
+
   /** The payload fields for the next block. */
   async payload(wantState: boolean): Promise<Pick<SandboxPayload, 'files' | 'state' | 'uploads' | 'want_state'>> {
     const { blobs } = this.deps
@@ -241,8 +257,7 @@ export class Workspace {
             return { type: 'image', file_id: stored.id, mime_type: stored.mime_type, bytes: stored.bytes, ...(url ? { url } : {}) }
           }
           if (this.init.session && !o.filename.includes('/')) {
-            this.sessionFiles.set(placedName(o.filename), stored)
-            this.init.session.files[placedName(o.filename)] = stored.id
+            this.keepSessionFile(placedName(o.filename), stored)
           }
           return { type: 'file', file_id: stored.id, filename: stored.filename, mime_type: stored.mime_type, bytes: stored.bytes }
         }),

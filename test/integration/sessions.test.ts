@@ -89,6 +89,13 @@ describe('sessions of executions', () => {
     expect(third.body.outputs).toEqual([{ type: 'text', source: 'stdout', text: '12000' }])
     const info = await api(ctx.service, 'GET', `/v1/sessions/${session}`)
     expect(info.body.files).toEqual([{ filename: 'totals.txt', file_id: second.body.outputs[1].file_id }])
+    // A session carries its 50 newest names; older ones leave it (their files stay).
+    for (const start of [0, 20, 40]) {
+      const many = await execute(ctx.service, `for i in range(${start}, ${start + 20}):\n    _ = open(f'part{i:02}.txt', 'w').write(str(i))`, { session_id: session })
+      expect(many.body.outputs.filter((o: any) => o.type === 'file')).toHaveLength(20)
+    }
+    const listed = await execute(ctx.service, "import os\nnames = sorted(os.listdir('.'))\nprint(len(names), names[0], 'totals.txt' in names)", { session_id: session })
+    expect(listed.body.outputs[0].text).toBe('50 part10.txt False')
   })
 
   it('carry a 10 MB DataFrame from block to block in S3, and delete the parts a new state replaced', async () => {
