@@ -228,11 +228,12 @@ export class Workspace {
       return slot
     }
     const notices: PublicOutputItem[] = []
+    const kept: (StoredFile | undefined)[] = []
     let images = 0
     const fileDeps: Pick<FilesDeps, 'files' | 'blobs' | 'clock'> = this.deps
     try {
       const outputs = await Promise.all(
-        result.outputs.map(async (o): Promise<PublicOutputItem | undefined> => {
+        result.outputs.map(async (o, i): Promise<PublicOutputItem | undefined> => {
           if (o.type === 'text' || o.type === 'error') return o
           const filename = o.type === 'image' ? `image-${++images}.png` : o.filename
           const mimeType = o.type === 'image' ? 'image/png' : mediaType(o.filename, o.mime_type)
@@ -256,12 +257,12 @@ export class Workspace {
             const url = o.data !== undefined && stored.bytes <= INLINE_IMAGE_BYTES ? `data:image/png;base64,${o.data}` : undefined
             return { type: 'image', file_id: stored.id, mime_type: stored.mime_type, bytes: stored.bytes, ...(url ? { url } : {}) }
           }
-          if (this.init.session && !o.filename.includes('/')) {
-            this.keepSessionFile(placedName(o.filename), stored)
-          }
+          if (this.init.session && !o.filename.includes('/')) kept[i] = stored
           return { type: 'file', file_id: stored.id, filename: stored.filename, mime_type: stored.mime_type, bytes: stored.bytes }
         }),
       )
+      // In the order the block wrote them, not the order their uploads finished.
+      for (const file of kept) if (file) this.keepSessionFile(placedName(file.filename), file)
       if (result.state && this.init.session) {
         const notice = await this.settleState(result.state, slotAt)
         if (notice) notices.push({ type: 'text', source: 'sandbox', text: notice })
