@@ -11,54 +11,18 @@ upload slot or unchanged ones by URL (a local HTTP server plays S3 and counts GE
 """
 from __future__ import annotations
 
-import http.server
 import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.join(HERE, "tests")]
 
 from sandbox.config import Config  # noqa: E402
 from sandbox.runner import Runner  # noqa: E402
-
-
-class Store(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.objects: dict[str, bytes] = {}
-        self.gets = self.puts = 0
-        self.serial = 0
-
-    def slots(self, n: int) -> list[str]:
-        self.serial += 1
-        return [f"http://127.0.0.1:{self.server_address[1]}/s{self.serial}-{i}" for i in range(n)]
-
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    server: Store
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        self.server.gets += 1
-        data = self.server.objects.get(self.path, b"")
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_PUT(self):
-        self.server.puts += 1
-        self.server.objects[self.path] = self.rfile.read(int(self.headers["Content-Length"]))
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
+from s3_double import Store, next_state, start_store  # noqa: E402
 
 
 class Session:
@@ -81,21 +45,14 @@ class Session:
         if result["status"] != "completed" or any(o["type"] == "error" for o in result["outputs"]):
             raise SystemExit(f"block failed: {result}")
         if "state" in result:
-            parts = []
-            for p in result["state"]["parts"]:
-                if "data" in p:
-                    self.known[p["sha256"]] = {"data": p["data"]}
-                elif "slot" in p:
-                    self.known[p["sha256"]] = {"url": uploads[p["slot"]]}
-                parts.append({"sha256": p["sha256"], "bytes": p["bytes"], **self.known[p["sha256"]]})
-            self.state = {"parts": parts}
+            self.state = next_state(result["state"], uploads, self.known)
         elif self.want_state:
             raise SystemExit(f"no state: {result['outputs']}")
         return result, (t1 - t0) * 1000, (t2 - t1) * 1000
 
 
 def measure(label: str, session: Session, code: str, n: int) -> None:
-    gets, puts = session.store.gets, session.store.puts
+    gets, puts = len(session.store.gets), len(session.store.puts)
     runner_ms, after_ms, run_ms = [], [], []
     for _ in range(n):
         result, ms, cleanup = session.run(code)
@@ -105,7 +62,7 @@ def measure(label: str, session: Session, code: str, n: int) -> None:
     q = statistics.quantiles(runner_ms, n=10)
     print(f"{label:<34} runner ms median {statistics.median(runner_ms):6.1f}  p90 {q[-1]:6.1f}  "
           f"(child run {statistics.median(run_ms):5.1f}, cleanup after reply {statistics.median(after_ms):5.1f})  "
-          f"GETs {session.store.gets - gets}, PUTs {session.store.puts - puts}")
+          f"GETs {len(session.store.gets) - gets}, PUTs {len(session.store.puts) - puts}")
 
 
 def main() -> None:
@@ -116,8 +73,7 @@ def main() -> None:
         cache_mb = args[i + 1]
         del args[i:i + 2]
     n = int(args[0]) if args else 30
-    store = Store()
-    threading.Thread(target=store.serve_forever, daemon=True).start()
+    store = start_store()
     scratch = tempfile.mkdtemp(prefix="bench-scratch-")
     os.rmdir(scratch)
     runner = Runner(Config.from_env({"SANDBOX_SCRATCH_ROOT": scratch, "SANDBOX_SLOT_UID": "61500",

@@ -79,3 +79,6 @@ export const unsupportedMediaType = (message: string) => new ApiError(415, 'unsu
 
 export const sessionBusy = (id: string) =>
   new ApiError(409, 'session_busy', `Session ${id} is running another request; a session runs one at a time. Retry when it has finished.`)
+
+export const fileContentMissing = (id: string) =>
+  new ApiError(410, 'file_content_missing', `The bytes of file ${id} are no longer stored.`)

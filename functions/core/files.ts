@@ -3,11 +3,10 @@
  * that turns file ids named by a request into files the code can read. Every file belongs to
  * one organization: an id of another organization is simply not found.
  */
-import { createHash } from 'node:crypto'
 import type { FileObject, FilePurpose, UploadRequest } from '../contract/files'
 import type { Caller } from './auth'
 import { assertOrganization } from './auth'
-import { ApiError, duplicateFileName, fileNotReady, fileTooLarge, notFound } from './errors'
+import { ApiError, duplicateFileName, fileContentMissing, fileNotReady, fileTooLarge, notFound } from './errors'
 import { newId } from './ids'
 import type { BlobStore, Clock } from './ports'
 import type { FileStore } from './stores'
@@ -148,7 +147,7 @@ export async function fileContent(caller: Caller, id: string, deps: FilesDeps) {
     return { file: publicFile(file), redirect: url }
   }
   const content = await deps.blobs.stream(file.key)
-  if (!content) throw new ApiError(410, 'file_content_missing', `The bytes of file ${id} are no longer stored.`)
+  if (!content) throw fileContentMissing(id)
   return { file: publicFile(file), ...content }
 }
 
@@ -187,5 +186,3 @@ export async function storeGenerated(
   await deps.files.putFile(file)
   return file
 }
-
-export const sha256Hex = (data: Uint8Array) => createHash('sha256').update(data).digest('hex')

@@ -3,7 +3,7 @@ import { MODEL_NOT_CONFIGURED_HINT } from './model'
 import type { Caller } from './auth'
 import { assertOrganization } from './auth'
 import type { ToolFacts } from './code-interpreter-tool'
-import { codeInterpreterNotAvailable, modelNotConfigured, notFound, sessionBusy } from './errors'
+import { codeInterpreterNotAvailable, modelNotConfigured, notFound } from './errors'
 import { newId } from './ids'
 import type { ModelProvider } from './model'
 import type { Plans } from './plans'
@@ -12,7 +12,7 @@ import { type RunEvent, runResponse } from './run-loop'
 import type { AssistantStore, FileStore, OrganizationStore, ResponseStore, SessionRecord, SessionStore, UsageMeter } from './stores'
 import type { BlobStore } from './ports'
 import { resolveFiles } from './files'
-import { liveSession, newSession, SESSION_LOST } from './sessions'
+import { claimSession, liveSession, newSession, SESSION_LOST } from './sessions'
 import { type UploadSlots, Workspace, type WorkspaceDeps } from './workspace'
 
 export interface ResponsesDeps {
@@ -125,10 +125,7 @@ export async function prepareResponse(
   // A response's claim on its session is named after it, so a reservation carries to its run.
   const holderOf = (responseId?: string) => (responseId ? `claim_${responseId}` : undefined)
   const reserve: PreparedResponse['reserve'] = async (responseId) => {
-    const now = Math.floor(deps.clock.now().getTime() / 1000)
-    const claimed = await deps.store.claimSession(session, holderOf(responseId)!, now + claimSeconds, now, created)
-    if (claimed === 'busy') throw sessionBusy(session.id)
-    if (claimed === 'missing') throw notFound('session', session.id)
+    await claimSession({ sessions: deps.store, clock: deps.clock }, session, holderOf(responseId)!, claimSeconds, created)
     created = false
   }
   const run: PreparedResponse['run'] = async ({ onEvent, responseId, checkpoint } = {}) => {

@@ -5,7 +5,7 @@
  */
 import type { SessionObject } from '../contract/api'
 import type { Caller } from './auth'
-import { notFound, sessionExpired } from './errors'
+import { notFound, sessionBusy, sessionExpired } from './errors'
 import { newId } from './ids'
 import type { BlobStore, Clock } from './ports'
 import type { SessionRecord, SessionStore } from './stores'
@@ -57,6 +57,24 @@ export async function liveSession(organizationId: string, id: string, deps: Sess
     throw sessionExpired(id, expiresAt)
   }
   return session
+}
+
+/**
+ * Takes the session for one request (creating it when `create`): the session as stored now,
+ * 409 session_busy while another request holds it, 404 when it is gone.
+ */
+export async function claimSession(
+  deps: Pick<SessionsDeps, 'sessions' | 'clock'>,
+  session: SessionRecord,
+  holder: string,
+  seconds: number,
+  create: boolean,
+): Promise<SessionRecord> {
+  const now = nowSeconds(deps.clock)
+  const claimed = await deps.sessions.claimSession(session, holder, now + seconds, now, create)
+  if (claimed === 'busy') throw sessionBusy(session.id)
+  if (claimed === 'missing') throw notFound('session', session.id)
+  return claimed
 }
 
 export async function createSession(caller: Caller, idleDays: number, deps: SessionsDeps): Promise<SessionObject> {

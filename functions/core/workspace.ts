@@ -8,11 +8,11 @@
  */
 import type { FileObject, PublicOutputItem } from '../contract/files'
 import type { InputFile, SandboxPayload, SandboxResult, StateIn } from '../contract/sandbox'
-import { ApiError, notFound, SandboxProtocolError, sessionBusy } from './errors'
+import { fileContentMissing, SandboxProtocolError } from './errors'
 import { type FilesDeps, type StoredFile, fileKey, mediaType, storeGenerated } from './files'
 import { newId } from './ids'
 import type { BlobStore, Clock } from './ports'
-import { stateKeys } from './sessions'
+import { claimSession, stateKeys } from './sessions'
 import type { FileStore, SessionRecord, SessionStore, StatePartRecord } from './stores'
 
 /** A file travels inline while it is at most this large and the block's inline total allows. */
@@ -105,6 +105,8 @@ const placedName = (filename: string) => filename.replaceAll('/', '_').replace(/
 export class Workspace {
   private readonly sessionFiles = new Map<string, StoredFile>()
   private readonly garbage = new Set<string>()
+  /** Bytes of small files this request's blocks wrote, by file id. */
+  private readonly written = new Map<string, Uint8Array>()
   private slots: Slot[] = []
   private readonly holder: string
   private released = false
@@ -129,20 +131,15 @@ export class Workspace {
     if (init.session && init.newSession && init.claimNew === false) {
       ws.unclaimedNew = true
     } else if (init.session) {
-      const now = Math.floor(deps.clock.now().getTime() / 1000)
-      const claimed = await deps.sessions.claimSession(init.session, ws.holder, now + (init.claimSeconds ?? 900), now, init.newSession === true)
-      if (claimed === 'busy') throw sessionBusy(init.session.id)
-      if (claimed === 'missing') throw notFound('session', init.session.id)
-      init.session = claimed
-      for (const key of stateKeys(claimed)) ws.initialKeys.add(key)
+      init.session = await claimSession(deps, init.session, ws.holder, init.claimSeconds ?? 900, init.newSession === true)
+      for (const key of stateKeys(init.session)) ws.initialKeys.add(key)
     }
     const generated = Object.entries(init.session?.files ?? {})
     const records = await Promise.all(generated.map(([, id]) => deps.files.getFile(init.organizationId, id)))
-    generated.forEach(([name, id], i) => {
+    generated.forEach(([name], i) => {
       const file = records[i]
       if (file) ws.sessionFiles.set(name, file)
       else delete init.session!.files[name] // deleted through the files API meanwhile
-      void id
     })
     return ws
   }
@@ -183,8 +180,8 @@ export class Workspace {
         const base = { name: placedName(file.filename), bytes: file.bytes, ...(writable ? { writable } : {}) }
         if (file.bytes <= INLINE_FILE_BYTES && file.bytes <= inline) {
           inline -= file.bytes
-          const data = await blobs.get(file.key)
-          if (!data) throw new ApiError(410, 'file_content_missing', `The bytes of file ${file.id} are no longer stored.`)
+          const data = this.written.get(file.id) ?? (await blobs.get(file.key))
+          if (!data) throw fileContentMissing(file.id)
           return { ...base, data: Buffer.from(data).toString('base64') }
         }
         return { ...base, url: await blobs.presign('GET', file.key, URL_SECONDS) }
@@ -240,7 +237,10 @@ export class Workspace {
           const origin = { ...this.init.source, ...source }
           let stored: StoredFile
           if (o.data !== undefined) {
-            stored = await storeGenerated(fileDeps, org, { filename, mimeType, purposeSource: origin, data: Buffer.from(o.data, 'base64') })
+            const data = Buffer.from(o.data, 'base64')
+            stored = await storeGenerated(fileDeps, org, { filename, mimeType, purposeSource: origin, data })
+            // A later block of this request gets it inline: no fetching back what was just stored.
+            if (o.type === 'file' && data.length <= INLINE_FILE_BYTES) this.written.set(stored.id, data)
           } else if (o.slot !== undefined) {
             const slot = slotAt(o.slot)
             // The object's real size, not the sandbox's word for it.

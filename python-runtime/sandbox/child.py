@@ -26,7 +26,6 @@ MAX_JOB_BYTES = 64 << 20
 # Buffers at least this large (numpy/pandas data) leave the pickle as parts of their own, so an
 # unchanged one is recognised by its SHA-256 and never travels again.
 OUT_OF_BAND_MIN = 256 << 10
-MAX_STATE_PARTS = 256  # contract.MAX_STATE_PARTS
 
 
 class Limits:
@@ -293,7 +292,7 @@ def _pickle_parts(obj: object, known: set[str], slots: int) -> tuple[bytes, list
     new: set[str] = set()
 
     def out_of_band(buf: pickle.PickleBuffer) -> bool:
-        if len(parts) >= MAX_STATE_PARTS - 1:
+        if len(parts) >= frames.MAX_STATE_PARTS - 1:
             return True
         try:
             raw = buf.raw()

@@ -28,6 +28,8 @@ PART = b"p"       # raw bytes of the next part of STATE that is not a ref, in or
 DONE = b"d"       # JSON {status, dropped}
 TRUNCATED = b"t"  # text output was cut here; payload: bytes dropped so far (decimal)
 
+MAX_STATE_PARTS = 256  # the contract's MAX_STATE_PARTS: main pickle and out-of-band buffers
+
 
 # A block's threads may still print while the main thread sends its last frames.
 _write_lock = threading.Lock()
@@ -42,7 +44,8 @@ def _fresh_lock() -> None:
 os.register_at_fork(after_in_child=_fresh_lock)
 
 
-def _write_all(fd: int, data) -> None:
+def write_all(fd: int, data) -> None:
+    """Write every byte of a bytes-like object (os.write may take only part of it)."""
     view = memoryview(data).cast("B")
     while view:
         n = os.write(fd, view)
@@ -54,10 +57,10 @@ def write_frame(fd: int, kind: bytes, payload) -> None:
     size = memoryview(payload).nbytes
     with _write_lock:
         if size <= 1 << 16:
-            _write_all(fd, HEADER.pack(kind, size) + bytes(payload))
+            write_all(fd, HEADER.pack(kind, size) + bytes(payload))
         else:
-            _write_all(fd, HEADER.pack(kind, size))
-            _write_all(fd, payload)
+            write_all(fd, HEADER.pack(kind, size))
+            write_all(fd, payload)
 
 
 def write_json(fd: int, kind: bytes, obj: object) -> None:
@@ -95,7 +98,4 @@ def read_message(fd: int, limit: int) -> bytes:
 
 
 def write_message(fd: int, data: bytes) -> None:
-    view = memoryview(struct.pack(">I", len(data)) + data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
+    write_all(fd, struct.pack(">I", len(data)) + data)

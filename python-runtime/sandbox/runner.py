@@ -43,7 +43,6 @@ JSON_FRAME_CAP = 256 << 10
 INLINE_PART_MAX = 64 << 10
 # Pipes to a child hold this much (the default 64 KiB means a syscall per 64 KiB of state).
 PIPE_BYTES = 1 << 20
-MAX_STATE_PARTS = 256  # contract.MAX_STATE_PARTS
 _SHA256_HEX = frozenset("0123456789abcdef")
 
 
@@ -286,12 +285,6 @@ NOTICE_MARGIN = 4096  # for the notices that placing may still add
 
 def _notice(result: dict, text: str) -> None:
     result["outputs"].append({"type": "text", "source": "sandbox", "text": text})
-
-
-def _write_all(fd: int, data) -> None:
-    view = memoryview(data).cast("B")
-    while view:
-        view = view[os.write(fd, view):]
 
 
 def place_state(block: "Block", limit: int, result: dict, slots: transfer.Slots, cache: transfer.PartCache) -> None:
@@ -861,8 +854,6 @@ class Runner:
             name = f["name"]
             if name in names:
                 raise InputFileError(f"input file name {name!r} appears more than once")
-            if not name or "/" in name or "\0" in name or name.startswith("."):
-                raise InputFileError(f"input file name {name!r} is not allowed")
             names.add(name)
             total += f["bytes"]
         if total > self.config.max_input_bytes:
@@ -902,10 +893,10 @@ class Runner:
                     raise InputFileError(f"input file {name!r}: its data is not valid base64") from None
                 if len(data) != size:
                     raise InputFileError(f"input file {name!r} has {len(data)} bytes, not the {size} announced")
-                _write_all(fd, data)
+                frames.write_all(fd, data)
             elif "url" in f:
                 try:
-                    transfer.get(f["url"], size, lambda chunk: _write_all(fd, chunk))
+                    transfer.get(f["url"], size, lambda chunk: frames.write_all(fd, chunk))
                 except transfer.TransferError as exc:
                     raise InputFileError(f"input file {name!r} could not be fetched: {exc}") from None
             elif size:
@@ -1056,7 +1047,7 @@ class Runner:
             parts = json.loads(payload)["parts"]
         except (ValueError, KeyError, TypeError):
             raise bad from None
-        if not isinstance(parts, list) or not 1 <= len(parts) <= MAX_STATE_PARTS:
+        if not isinstance(parts, list) or not 1 <= len(parts) <= frames.MAX_STATE_PARTS:
             raise bad
         total = 0
         for e in parts:

@@ -4,79 +4,21 @@ A tiny HTTP server on 127.0.0.1 plays S3: it serves GETs from a dict and records
 runner (trusted) talks to it; the child never sees a URL."""
 import base64
 import hashlib
-import http.server
 import json
 import os
 import pickle
-import threading
 
 import pytest
 
 from conftest import Worker, errors, postures, texts
+from s3_double import Store, next_state, start_store
 
 RESULT_LIMIT = 300_000
 
 
-class Store(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.objects: dict[str, bytes] = {}
-        self.gets: list[str] = []
-        self.puts: dict[str, tuple[bytes, dict]] = {}
-        self.serial = 0
-
-    def url(self, key: str) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/{key}?X-Amz-Signature=secret-{key}"
-
-    def put_object(self, data: bytes) -> str:
-        self.serial += 1
-        key = f"obj{self.serial}"
-        self.objects[key] = data
-        return self.url(key)
-
-    def slots(self, n: int) -> list[str]:
-        self.serial += 1
-        return [self.url(f"slot{self.serial}-{i}") for i in range(n)]
-
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    server: Store
-
-    def log_message(self, *args):
-        pass
-
-    def _key(self) -> str:
-        return self.path.split("?")[0].lstrip("/")
-
-    def do_GET(self):
-        key = self._key()
-        self.server.gets.append(key)
-        data = self.server.objects.get(key)
-        if data is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_PUT(self):
-        key = self._key()
-        data = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.puts[key] = (data, dict(self.headers))
-        self.server.objects[key] = data  # what was PUT can be fetched back (as the API would)
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-
 @pytest.fixture(scope="module")
 def store():
-    srv = Store()
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
+    srv = start_store()
     yield srv
     srv.shutdown()
     srv.server_close()
@@ -115,14 +57,7 @@ class Session:
             payload["state"] = self.state
         r = self.w.run(code, **payload)
         if "state" in r:
-            parts = []
-            for p in r["state"]["parts"]:
-                if "data" in p:
-                    self.known[p["sha256"]] = {"data": p["data"]}
-                elif "slot" in p:
-                    self.known[p["sha256"]] = {"url": uploads[p["slot"]]}
-                parts.append({"sha256": p["sha256"], "bytes": p["bytes"], **self.known[p["sha256"]]})
-            self.state = {"parts": parts}
+            self.state = next_state(r["state"], uploads, self.known)
         return r
 
 
