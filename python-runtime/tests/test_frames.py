@@ -6,7 +6,8 @@ import time
 import pytest
 
 from sandbox import frames
-from sandbox.runner import FrameReader, SandboxError
+from sandbox.collect import FrameReader
+from sandbox.errors import SandboxError
 
 
 def _pump(payloads: list[tuple[bytes, bytes]], caps: dict) -> list[tuple[bytes, bytes]]:

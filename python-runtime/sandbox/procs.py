@@ -1,0 +1,102 @@
+"""Reading processes from /proc: status fields, start times, a uid's processes, a process tree,
+and how a process ended. Reads only: nothing here signals a process (see reaper.py)."""
+from __future__ import annotations
+
+import os
+import signal
+
+
+def proc_status(pid: str) -> dict | None:
+    """/proc/<pid>/status as {field: value} (values stripped strings), or None if it cannot be read
+    (the process is gone, or not ours to read)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            text = f.read()
+    except OSError:
+        return None
+    fields = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return fields
+
+
+def start_time(pid: int) -> str | None:
+    """The process's start time (field 22 of /proc/<pid>/stat, in clock ticks since boot, as the
+    string read), or None if it is gone. With the pid it names one process: pids are reused."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def live_pids_of_uid(uid: int, exclude: set[int] = frozenset()) -> list[int]:
+    """Processes (not zombies) whose real uid is uid, except the pids in exclude."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in exclude:
+            continue
+        st = proc_status(entry)
+        if st is None or st.get("State", "").startswith(("Z", "X")):
+            continue
+        if int(st.get("Uid", "-1").split()[0]) == uid:
+            found.append(int(entry))
+    return found
+
+
+def children(pid: int) -> set[int]:
+    """The direct children of pid (of all its threads); what was read before an error if the
+    process goes away meanwhile."""
+    kids: set[int] = set()
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                kids.update(int(k) for k in f.read().split())
+    except OSError:
+        pass
+    return kids
+
+
+def descendants() -> dict[int, int]:
+    """Every live process (not a zombie) below this one, as {pid: real uid}. The runner is a
+    subreaper: it inherits every orphan of a block, so a daemon's double fork cannot leave this
+    tree while the runner lives."""
+    found: set[int] = set()
+    todo = [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except OSError:
+                continue
+            for kid in kids:
+                if kid not in found:
+                    found.add(kid)
+                    todo.append(kid)
+    alive: dict[int, int] = {}
+    for pid in found:
+        st = proc_status(str(pid))
+        if st is not None and not st.get("State", "").startswith(("Z", "X")):
+            alive[pid] = int(st.get("Uid", "-1").split()[0])
+    return alive
+
+
+def describe_exit(status: int | None) -> str:
+    """A sentence for the user on how the block's process ended, from its wait status (None: the
+    status is not known)."""
+    if status is None:
+        return "the process ended without a result"
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+        hint = " (often the memory limit)" if sig == signal.SIGKILL else ""
+        return f"the process was killed by {name}{hint}"
+    code = os.WEXITSTATUS(status)
+    return f"the process exited with status {code} before the block finished (os._exit or a crash)"

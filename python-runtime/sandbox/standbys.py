@@ -1,0 +1,315 @@
+"""The zygote and its standby pool: children forked ahead of time, each waiting (isolated, numpy
+and pandas already imported) for one block.
+
+The zygote is started with execve and a minimal environment, never forked from the runner, which
+holds the environment's credentials.
+"""
+from __future__ import annotations
+
+import array
+import collections
+import fcntl
+import json
+import logging
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+from . import frames, paths
+from .collect import JSON_FRAME_CAP, FrameReader
+from .config import Config
+from .errors import SandboxError
+from .reaper import Reaper
+
+# One logger for all of the runner's modules: its lines read as they always have.
+log = logging.getLogger("sandbox.runner")
+
+ZYGOTE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zygote.py")
+READY_TIMEOUT_S = 20.0
+# Root posture: each worker owns this many consecutive uids from SANDBOX_SLOT_UID.
+UIDS_PER_SLOT = 8
+ZYGOTE_START_TIMEOUT_S = 120.0
+# Pipes to a child hold this much (the default 64 KiB means a syscall per 64 KiB of state).
+PIPE_BYTES = 1 << 20
+
+
+class Standby:
+    """One forked child waiting for a block: its pid, slot uid (None: same uid as the runner),
+    working directory, and the runner's ends of its job, result and stdio pipes (-1 once closed).
+    layers: the isolation layers it reported in its ready frame."""
+
+    def __init__(self, pid: int, uid: int | None, job_w: int, result_r: int, stdio_r: int, workdir: str):
+        self.pid, self.uid, self.job_w, self.result_r, self.stdio_r = pid, uid, job_w, result_r, stdio_r
+        self.workdir = workdir
+        self.layers: dict = {}
+        self.ready = False
+
+    def close(self) -> None:
+        # Each closed once: a number closed twice may by then be another open file's.
+        for name in ("job_w", "result_r", "stdio_r"):
+            fd = getattr(self, name)
+            setattr(self, name, -1)
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+
+class Pool:
+    """The zygote process, its control channel, and the standbys it forked.
+
+    layers: the runner's dict of isolation layers (this sets "clean_env"). Failures of the
+    zygote or a standby raise SandboxError; take() retries with a fresh zygote before it does."""
+
+    def __init__(self, config: Config, reaper: Reaper, layers: dict):
+        self.config = config
+        self.reaper = reaper
+        self.layers = layers
+        self.exits: dict[int, int] = {}
+        # Standbys waiting for a block, oldest first, and fork requests the zygote has not answered
+        # yet (by uid, in order). As root each holds its own uid from the worker's set, so that
+        # cleaning up one block's uid never touches them.
+        self.standbys: collections.deque[Standby] = collections.deque()
+        self.pending: collections.deque[int | None] = collections.deque()
+        # Spare uids let a cleaned uid rest a few blocks before it is verified and reused.
+        self.uids: list[int] = ([config.slot_uid + k for k in range(UIDS_PER_SLOT)]
+                                if config.posture == "root" and config.slot_uid is not None else [])
+        self.free_uids: list[int] = list(self.uids)
+        self.zygote: subprocess.Popen | None = None
+        self.ctl: socket.socket | None = None
+        self.hello: dict = {}
+        self.mpl_dir: str | None = None
+
+    # --- the zygote ------------------------------------------------------------------------------
+
+    def _zygote_config(self) -> dict:
+        root = self.config.posture == "root"
+        return {
+            "scratch_root": self.config.scratch_root,
+            "limits": self.config.limits,
+            "layers": {"seccomp": True, "no_new_privs": True, "netns": root, "audit_hook": True},
+        }
+
+    def start_zygote(self) -> None:
+        """(Re)start the zygote and wait for its hello (up to 120 s); SandboxError if none."""
+        self.stop_zygote()
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        # A fresh matplotlib config dir per zygote: nothing a block wrote can shape the next import.
+        self.mpl_dir = tempfile.mkdtemp(prefix="sandbox-mpl-")
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "HOME": self.mpl_dir,
+            "MPLCONFIGDIR": self.mpl_dir,
+            "MPLBACKEND": "Agg",
+            # One thread: the zygote must be single-threaded to fork safely, and children inherit it.
+            "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+            "NUMEXPR_MAX_THREADS": "1", "NUMEXPR_NUM_THREADS": "1", "VECLIB_MAXIMUM_THREADS": "1",
+            "SANDBOX_ZYGOTE_FD": str(child.fileno()),
+            "SANDBOX_ZYGOTE_CONFIG": json.dumps(self._zygote_config()),
+        }
+        self.layers["clean_env"] = True
+        self.zygote = subprocess.Popen([self.config.python, "-I", "-B", ZYGOTE], env=env,
+                                       pass_fds=[child.fileno()], stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.DEVNULL, close_fds=True)
+        child.close()
+        self.ctl = parent
+        msg = self.recv_ctl(ZYGOTE_START_TIMEOUT_S, want="hello")
+        self.hello = msg["hello"]
+        log.info("zygote %d ready: %s", self.zygote.pid, self.hello)
+
+    def stop_zygote(self) -> None:
+        """Discard every standby, kill the zygote, and kill whatever still holds a slot uid."""
+        while self.standbys:
+            self.discard(self.standbys.popleft())
+        self.pending.clear()
+        if self.ctl is not None:
+            self.ctl.close()
+            self.ctl = None
+        if self.zygote is not None:
+            try:
+                self.zygote.kill()
+                self.zygote.wait(5)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+            self.zygote = None
+        if self.mpl_dir:
+            shutil.rmtree(self.mpl_dir, ignore_errors=True)
+            self.mpl_dir = None
+        # Forks that were requested but never reported may still hold their uids.
+        for uid in self.uids:
+            if uid not in self.free_uids:
+                self.reaper.kill_uid(uid)
+        self.free_uids = list(self.uids)
+
+    def zygote_alive(self) -> bool:
+        return self.zygote is not None and self.zygote.poll() is None and self.ctl is not None
+
+    def recv_ctl(self, timeout: float, want: str) -> dict:
+        """Read control messages until one carrying `want`; record child exits on the way.
+        timeout in seconds; SandboxError if it passes, or the channel fails or closes."""
+        deadline = time.monotonic() + timeout
+        assert self.ctl is not None
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise SandboxError(f"zygote did not answer ({want}) within {timeout:.0f} s")
+            ready, _, _ = select.select([self.ctl], [], [], remaining)
+            if not ready:
+                continue
+            try:
+                data, ancdata, _flags, _addr = self.ctl.recvmsg(4096, socket.CMSG_SPACE(3 * 4))
+            except OSError as exc:
+                raise SandboxError(f"zygote channel failed: {exc}") from exc
+            if not data:
+                raise SandboxError("zygote exited (see its stderr above)")
+            msg = json.loads(data)
+            fds = array.array("i")
+            for level, kind, payload in ancdata:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
+            if "exit" in msg:
+                self.exits[int(msg["exit"])] = int(msg["status"])
+                if len(self.exits) > 256:
+                    self.exits.pop(next(iter(self.exits)))
+            if "pid" in msg:
+                if len(fds) != 3 or not self.pending:
+                    for fd in fds:
+                        os.close(fd)
+                    raise SandboxError("zygote sent a standby that was not asked for, or without its pipes")
+                pid = int(msg["pid"])
+                sb = Standby(pid, self.pending.popleft(), *fds,
+                             workdir=os.path.join(self.config.scratch_root, str(pid)))
+                for fd in (sb.job_w, sb.result_r):
+                    try:
+                        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+                    except OSError:
+                        pass  # e.g. over the user's pipe quota: only slower
+                self.standbys.append(sb)
+            else:
+                for fd in fds:
+                    os.close(fd)
+            if want in msg:
+                return msg
+
+    def exit_status(self, pid: int) -> int | None:
+        """The wait status the zygote reported for its child pid (waiting up to 0.5 s for it),
+        or None."""
+        deadline = time.monotonic() + 0.5
+        while pid not in self.exits and time.monotonic() < deadline:
+            try:
+                self.recv_ctl(max(0.01, deadline - time.monotonic()), want="exit")
+            except SandboxError:
+                break
+        return self.exits.pop(pid, None)
+
+    # --- standbys --------------------------------------------------------------------------------
+
+    def fill(self) -> None:
+        """Ask the zygote for standbys until the configured number is ready or on its way."""
+        while self.zygote_alive() and len(self.standbys) + len(self.pending) < self.config.standbys:
+            if self.uids and not self.free_uids:
+                return
+            uid = None
+            if self.uids:
+                clean = [u for u in self.free_uids if u not in self.reaper.dirty_uids]
+                uid = (clean or self.free_uids)[0]
+                self.free_uids.remove(uid)
+            if uid is not None:
+                self.reaper.verify_clean(uid)
+            try:
+                self.ctl.send(json.dumps({"fork": uid}).encode())
+            except OSError:
+                if uid is not None:
+                    self.free_uids.append(uid)
+                return
+            self.pending.append(uid)
+
+    def collect_forks(self, timeout: float) -> None:
+        """Turn answered fork requests into standbys (waits up to timeout seconds for the first)."""
+        while self.pending:
+            if not select.select([self.ctl], [], [], timeout)[0]:
+                return
+            self.recv_ctl(READY_TIMEOUT_S, want="pid")
+            timeout = 0
+
+    def discard(self, sb: Standby) -> None:
+        """Kill a standby (or a finished block's child), free its uid and remove its directory."""
+        sb.close()
+        try:
+            os.kill(sb.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        if sb.uid is not None:
+            self.reaper.kill_uid(sb.uid)
+            self.free_uids.append(sb.uid)
+        paths.remove(sb.workdir)
+
+    def give_back(self, sb: Standby) -> None:
+        """A standby that never saw a job: its directory emptied, it takes the next block."""
+        paths.empty(sb.workdir)
+        self.standbys.appendleft(sb)
+
+    def release_uid(self, uid: int | None) -> None:
+        """A finished block's slot uid may hold a standby again (verified first, see Reaper)."""
+        if uid is not None:
+            self.free_uids.append(uid)
+
+    def take(self) -> Standby:
+        """A ready standby, oldest first; restarts the zygote (up to 3 tries) if it fails.
+        SandboxError if no child could be started."""
+        for attempt in range(3):
+            try:
+                if not self.zygote_alive():
+                    self.start_zygote()
+                if not self.standbys:
+                    self.fill()
+                    self.collect_forks(READY_TIMEOUT_S)
+                else:
+                    self.collect_forks(0)
+                if not self.standbys:
+                    raise SandboxError("no standby child was forked")
+                sb = self.standbys.popleft()
+                try:
+                    if not sb.ready:
+                        self._await_ready(sb)
+                    if sb.uid is None:
+                        # A same-uid block could have stopped it; a dead one shows up as EOF/EPIPE.
+                        os.kill(sb.pid, signal.SIGCONT)
+                except (SandboxError, OSError) as exc:
+                    log.warning("standby %d unusable (%s); discarding it", sb.pid, exc)
+                    self.discard(sb)
+                    continue
+                return sb
+            except (SandboxError, OSError) as exc:
+                log.warning("standby failed (%s); restarting the zygote", exc)
+                self.stop_zygote()
+                if attempt == 2:
+                    raise SandboxError(f"no sandbox child could be started: {exc}") from exc
+        raise SandboxError("no sandbox child could be started")
+
+    def _await_ready(self, sb: Standby) -> None:
+        reader = FrameReader({frames.READY: JSON_FRAME_CAP})
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        stderr = b""
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise SandboxError("standby child did not become ready")
+            ready, _, _ = select.select([sb.result_r, sb.stdio_r], [], [], remaining)
+            if sb.stdio_r in ready:
+                stderr += os.read(sb.stdio_r, 4096)
+            if sb.result_r in ready:
+                data = os.read(sb.result_r, 65536)
+                if not data:
+                    raise SandboxError("standby child died during set-up: " + stderr.decode(errors="replace")[-2000:])
+                for _kind, payload in reader.feed(data):
+                    sb.layers = json.loads(payload)["layers"]
+                    sb.ready = True
+                    return
