@@ -35,7 +35,7 @@ def main() -> None:
     except (ConfigError, SandboxError) as exc:
         frames.write_message(reply_fd, json.dumps({"fatal": str(exc)}).encode())
         sys.exit(78)
-    frames.write_message(reply_fd, json.dumps({"ready": {"layers": runner.layers, "zygote": runner.hello}}).encode())
+    frames.write_message(reply_fd, json.dumps({"ready": {"layers": runner.layers, "refused": runner.refused, "zygote": runner.hello}}).encode())
     while True:
         try:
             request = json.loads(frames.read_message(inp, MAX_REQUEST_BYTES))

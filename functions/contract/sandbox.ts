@@ -144,6 +144,8 @@ export const SandboxResult = z
     /** The namespace after the block: each part inline, in an upload slot, or (neither) an unchanged input part. */
     state: StateOut.optional(),
     layers: z.record(z.string(), z.union([z.boolean(), z.string(), z.number()])).optional(),
+    /** Probe: layers the runner attempted and was refused, with the reason (e.g. "[Errno 1] ..."). */
+    refused: z.record(z.string(), z.string()).optional(),
     zygote: z.record(z.string(), z.union([z.string(), z.number()])).optional(),
   })
   .strict()

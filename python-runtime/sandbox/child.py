@@ -20,6 +20,7 @@ import traceback
 import types
 
 from . import frames, kernel, paths
+from .layers import LayerRecord
 
 CELL = "<cell>"
 MAX_JOB_BYTES = 64 << 20
@@ -119,8 +120,13 @@ def _audit(event: str, _args: tuple) -> None:
 
 def become_standby(conf: dict, drop_uid: int | None, job_r: int, result_w: int, stdio_w: int,
                    seccomp_prog: bytes | None) -> None:
-    """Everything that isolates the block, done before the job arrives."""
-    layers: dict[str, object] = {}
+    """Everything that isolates the block, done before the job arrives.
+
+    Each layer is attempted and recorded (LayerRecord): a refusal (e.g. Lambda's seccomp profile
+    answering EPERM to no_new_privs or a nested filter) is reported, not fatal; the runner
+    decides against its required set. The READY frame carries {"layers": {...}, "refused": {...}}."""
+    record = LayerRecord()
+    layers = record.granted
     os.setsid()
     for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
@@ -139,8 +145,7 @@ def become_standby(conf: dict, drop_uid: int | None, job_r: int, result_w: int, 
         os.chown(scratch, 0, drop_uid)
         os.chmod(scratch, 0o1770)
     if conf["layers"].get("netns"):
-        kernel.unshare_net()
-        layers["netns"] = True
+        record.attempt("netns", kernel.unshare_net)
 
     limits = Limits(conf["limits"])
     global _nproc_base
@@ -161,15 +166,13 @@ def become_standby(conf: dict, drop_uid: int | None, job_r: int, result_w: int, 
     tempfile.tempdir = scratch
 
     if conf["layers"].get("no_new_privs"):
-        kernel.set_no_new_privs()
-        layers["no_new_privs"] = True
+        record.attempt("no_new_privs", kernel.set_no_new_privs, kernel.has_no_new_privs)
     if seccomp_prog is not None:
-        kernel.load_filter(seccomp_prog)
-        layers["seccomp"] = True
+        record.attempt("seccomp", lambda: kernel.load_filter(seccomp_prog))
     if conf["layers"].get("audit_hook", True):
         sys.addaudithook(_audit)
         layers["audit_hook"] = True
-    frames.write_json(result_w, frames.READY, {"layers": layers})
+    frames.write_json(result_w, frames.READY, record.to_json())
 
 
 _nproc_base = 0

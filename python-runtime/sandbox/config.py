@@ -5,14 +5,21 @@ import os
 from dataclasses import dataclass, field
 
 ALL_LAYERS = ("nondumpable", "subreaper", "clean_env", "close_fds", "rlimits", "no_new_privs",
-              "seccomp", "audit_hook", "uid", "netns", "uid_kill")
-# Required by default in each posture; a required layer that the kernel refuses stops start-up.
+              "seccomp", "audit_hook", "uid", "netns", "uid_kill", "uid_sweep", "pdeathsig",
+              "zygote_nondumpable")
+# Required by default in each posture; a required layer that is refused stops start-up (fail
+# closed). Layers not required are still attempted, and reported granted or refused.
 DEFAULT_REQUIRED = {
     "root": ("nondumpable", "subreaper", "clean_env", "close_fds", "rlimits", "no_new_privs",
-             "seccomp", "uid", "netns", "uid_kill"),
+             "seccomp", "uid", "netns", "uid_kill", "pdeathsig"),
     "deployed": ("nondumpable", "subreaper", "clean_env", "close_fds", "rlimits", "no_new_privs",
-                 "seccomp"),
+                 "seccomp", "pdeathsig"),
+    # Inside AWS Lambda: only what Lambda is known to grant (docs/lambda-environment.md). Its
+    # seccomp profile refuses subreaper, pdeathsig, no_new_privs and a nested seccomp filter;
+    # nondumpable is unreported either way, so it is attempted and reported, not required.
+    "lambda": ("clean_env", "close_fds", "rlimits", "uid_sweep"),
 }
+POSTURES = tuple(DEFAULT_REQUIRED)
 
 LIMIT_DEFAULTS = {
     "timeout_ms": 30_000,
@@ -86,8 +93,8 @@ class Config:
         env = dict(os.environ if env is None else env)
         limits = {k: _int_env(env, LIMIT_ENV[k], v) for k, v in LIMIT_DEFAULTS.items()}
         posture = env.get("SANDBOX_POSTURE", "auto")
-        if posture not in ("auto", "root", "deployed"):
-            raise ConfigError(f"SANDBOX_POSTURE must be auto, root or deployed, got {posture!r}")
+        if posture not in ("auto", *POSTURES):
+            raise ConfigError(f"SANDBOX_POSTURE must be auto, root, deployed or lambda, got {posture!r}")
         if posture == "auto":
             posture = "root" if os.geteuid() == 0 else "deployed"
         if posture == "root" and os.geteuid() != 0:
@@ -107,9 +114,10 @@ class Config:
         scratch = env.get("SANDBOX_SCRATCH_ROOT") or f"/tmp/sandbox-{os.getpid()}"
         return Config(posture=posture, limits=limits, required=required, slot_uid=slot_uid,
                       scratch_root=scratch, python=env.get("SANDBOX_PYTHON") or sys.executable,
-                      wipe_tmp=env.get("SANDBOX_WIPE_TMP") == "1",
+                      wipe_tmp=posture == "lambda" or env.get("SANDBOX_WIPE_TMP") == "1",
                       single_tenant=env.get("SANDBOX_SINGLE_TENANT", "1") == "1",
-                      uid_exclusive=env.get("SANDBOX_UID_EXCLUSIVE") == "1",
+                      # Inside Lambda the runner is its uid's only tenant, always.
+                      uid_exclusive=posture == "lambda" or env.get("SANDBOX_UID_EXCLUSIVE") == "1",
                       standbys=_standbys(env),
                       # Lambda answers at most 6 MB (6,291,456 bytes) synchronously; keep a margin.
                       max_result_bytes=_int_env(env, "SANDBOX_MAX_RESULT_BYTES", 6_000_000, 65_536),

@@ -62,6 +62,10 @@ def set_no_new_privs() -> None:
     prctl(PR_SET_NO_NEW_PRIVS, 1)
 
 
+def has_no_new_privs() -> bool:
+    return prctl(PR_GET_NO_NEW_PRIVS) == 1
+
+
 def unshare_net() -> None:
     _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
 

@@ -40,9 +40,12 @@ class Reaper:
     exited zygote reaped here is marked dead. dirty_uids: slot uids signalled after a block but
     not yet verified empty; verify_clean() does that before a uid holds a standby again."""
 
-    def __init__(self, config: Config, zygote: Callable[[], subprocess.Popen | None]):
+    def __init__(self, config: Config, zygote: Callable[[], subprocess.Popen | None], subreaper: bool = True):
         self.config = config
         self._zygote = zygote
+        # Without it (Lambda refuses PR_SET_CHILD_SUBREAPER) orphans are re-parented outside the
+        # runner's tree, so every check scans all of the uid's processes instead of the tree.
+        self.subreaper = subreaper
         self.dirty_uids: set[int] = set()
         # Same-uid processes that predate every block: (pid, start time).
         self.baseline: set[tuple[int, str | None]] = set()
@@ -111,7 +114,8 @@ class Reaper:
         of a scan of all of /proc. everywhere: scan all of /proc (for what a dead runner left)."""
         for attempt in range(200):
             self.reap_orphans()
-            alive = live_pids_of_uid(uid) if everywhere else [p for p, u in descendants().items() if u == uid]
+            alive = live_pids_of_uid(uid) if everywhere or not self.subreaper \
+                else [p for p, u in descendants().items() if u == uid]
             if not alive:
                 return True
             self.signal_uid(uid)
@@ -138,7 +142,8 @@ class Reaper:
 
     def _sweep_candidates(self, protected: set[int], block_pid: int) -> set[int]:
         victims = set(descendants()) - protected
-        if self.config.uid_exclusive:
+        # The runner refuses to start with neither (Runner.__init__).
+        if self.config.uid_exclusive or not self.subreaper:
             # Inside Lambda this runner is the uid's only tenant: anything unknown of the uid goes.
             victims |= set(live_pids_of_uid(os.getuid(), protected))
         # Standbys are the zygote's children, and only the zygote forks those; read them after

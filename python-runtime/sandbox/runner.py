@@ -27,6 +27,7 @@ from .collect import Block, collect
 from .config import Config
 from .errors import SandboxError, TenantMismatch
 from .fit import fit_result, place_media, place_state
+from .layers import LayerRecord
 from .inputs import InputFileError, place_inputs, restore_state, send_job
 from .outputs import Outputs, collect_files
 from .procs import describe_exit, live_pids_of_uid
@@ -44,16 +45,26 @@ class Runner:
 
     def __init__(self, config: Config):
         self.config = config
-        self.layers: dict = {}
+        # Each layer is attempted and recorded, never assumed (Lambda refuses several, see
+        # docs/lambda-environment.md); _check_required decides once whether this may serve blocks.
+        record = LayerRecord()
+        self.layers: dict = record.granted
+        self.refused: dict = record.refused
         self.tenant: str | None = None
         self.cache = transfer.PartCache(config.state_cache_bytes)
-        self.reaper = Reaper(config, zygote=lambda: self.pool.zygote)
-        self.pool = Pool(config, self.reaper, self.layers)
+        record.attempt("nondumpable", lambda: kernel.set_dumpable(False), lambda: not kernel.is_dumpable())
+        subreaper = record.attempt("subreaper", kernel.set_child_subreaper)
+        # Without a subreaper a block's orphans leave the runner's tree: only a scan of every
+        # process of the uid finds them, which may kill only where the runner owns the uid.
+        self.layers["uid_sweep"] = config.posture != "root" and config.uid_exclusive
+        if not subreaper and config.posture != "root" and not config.uid_exclusive:
+            raise SandboxError(
+                "the subreaper was refused and the uid is shared (SANDBOX_UID_EXCLUSIVE is not 1): a "
+                "block's orphans could not be found. Refusing to start (fail closed): "
+                + self.refused["subreaper"])
+        self.reaper = Reaper(config, zygote=lambda: self.pool.zygote, subreaper=subreaper)
+        self.pool = Pool(config, self.reaper, self.layers, self.refused)
         self.wiper = Wiper(config)
-        kernel.set_dumpable(False)
-        self.layers["nondumpable"] = not kernel.is_dumpable()
-        kernel.set_child_subreaper()
-        self.layers["subreaper"] = True
         make_scratch_root(config.scratch_root)
         for uid in self.pool.uids:
             # A runner before this one may have died with a block running: its processes are not
@@ -73,16 +84,23 @@ class Runner:
         return self.pool.hello
 
     def _check_required(self, standby: Standby) -> None:
+        """Merge the first standby's layers into the record and stop (SandboxError) if a layer the
+        configuration requires (SANDBOX_REQUIRE, or the posture's defaults) is not granted."""
         self.layers.update(standby.layers)
+        self.refused.update(standby.refused)
         self.layers["uid_kill"] = self.config.posture == "root"
         self.layers["posture"] = self.config.posture
         missing = sorted(l for l in self.config.required if not self.layers.get(l))
         if missing:
             self.pool.stop_zygote()
+            why = "; ".join(f"{l}: {self.refused[l]}" for l in missing if l in self.refused)
             raise SandboxError(
                 "isolation layers required by the configuration are not available on this kernel: "
-                + ", ".join(missing) + ". Refusing to start (fail closed). Set SANDBOX_REQUIRE to "
-                "the layers you accept, or run where they are granted.")
+                + ", ".join(missing) + (f" ({why})" if why else "") + ". Refusing to start (fail "
+                f"closed). Set SANDBOX_REQUIRE to the layers you accept, or run where they are granted.")
+        if self.refused:
+            log.warning("sandbox layers refused here (not required in the %s posture): %s",
+                        self.config.posture, self.refused)
         log.info("sandbox layers: %s", self.layers)
 
     def close(self) -> None:
@@ -121,7 +139,7 @@ class Runner:
         self.bind_tenant(tenant)
         if payload.get("action") == "probe":
             return {"version": 1, "status": "completed", "outputs": [], "layers": self.layers,
-                    "zygote": self.hello, "duration_ms": 0}, (lambda: None)
+                    "refused": self.refused, "zygote": self.hello, "duration_ms": 0}, (lambda: None)
         limits = dict(self.config.limits)
         for key, value in (payload.get("limits") or {}).items():
             if key in limits and 0 < value < limits[key]:

@@ -47,6 +47,7 @@ class Standby:
         self.pid, self.uid, self.job_w, self.result_r, self.stdio_r = pid, uid, job_w, result_r, stdio_r
         self.workdir = workdir
         self.layers: dict = {}
+        self.refused: dict = {}
         self.ready = False
 
     def close(self) -> None:
@@ -67,10 +68,11 @@ class Pool:
     layers: the runner's dict of isolation layers (this sets "clean_env"). Failures of the
     zygote or a standby raise SandboxError; take() retries with a fresh zygote before it does."""
 
-    def __init__(self, config: Config, reaper: Reaper, layers: dict):
+    def __init__(self, config: Config, reaper: Reaper, layers: dict, refused: dict):
         self.config = config
         self.reaper = reaper
         self.layers = layers
+        self.refused = refused
         self.exits: dict[int, int] = {}
         # Standbys waiting for a block, oldest first, and fork requests the zygote has not answered
         # yet (by uid, in order). As root each holds its own uid from the worker's set, so that
@@ -93,7 +95,10 @@ class Pool:
         return {
             "scratch_root": self.config.scratch_root,
             "limits": self.config.limits,
+            # Every layer is attempted; which are required is the runner's decision (Config.required).
             "layers": {"seccomp": True, "no_new_privs": True, "netns": root, "audit_hook": True},
+            # Without a parent-death signal (Lambda refuses it) the zygote checks its parent itself.
+            "runner_pid": os.getpid(),
         }
 
     def start_zygote(self) -> None:
@@ -121,7 +126,11 @@ class Pool:
         child.close()
         self.ctl = parent
         msg = self.recv_ctl(ZYGOTE_START_TIMEOUT_S, want="hello")
-        self.hello = msg["hello"]
+        hello = dict(msg["hello"])
+        # The zygote's own layers join the runner's record; hello keeps plain facts (versions, pid).
+        self.layers.update(hello.pop("layers", None) or {})
+        self.refused.update(hello.pop("refused", None) or {})
+        self.hello = hello
         log.info("zygote %d ready: %s", self.zygote.pid, self.hello)
 
     def stop_zygote(self) -> None:
@@ -310,6 +319,8 @@ class Pool:
                 if not data:
                     raise SandboxError("standby child died during set-up: " + stderr.decode(errors="replace")[-2000:])
                 for _kind, payload in reader.feed(data):
-                    sb.layers = json.loads(payload)["layers"]
+                    ready = json.loads(payload)
+                    sb.layers = ready["layers"]
+                    sb.refused = ready.get("refused") or {}
                     sb.ready = True
                     return

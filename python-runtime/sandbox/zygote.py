@@ -33,6 +33,7 @@ import sympy  # noqa: E402,F401
 import cloudpickle  # noqa: E402,F401
 
 from sandbox import child, kernel  # noqa: E402
+from sandbox.layers import LayerRecord  # noqa: E402
 
 IMPORT_MS = round((time.monotonic() - _t0) * 1000)
 THP_MB = kernel.collapse_heap_to_hugepages()
@@ -49,9 +50,14 @@ def _send(ctl: socket.socket, obj: dict, fds: list[int] | None = None) -> None:
 def main() -> None:
     conf = json.loads(os.environ["SANDBOX_ZYGOTE_CONFIG"])
     ctl = socket.socket(fileno=int(os.environ["SANDBOX_ZYGOTE_FD"]))
-    kernel.set_dumpable(False)
+    record = LayerRecord()
+    # Nothing secret lives here (clean environment), but a same-uid block must not ptrace it.
+    record.attempt("zygote_nondumpable", lambda: kernel.set_dumpable(False), lambda: not kernel.is_dumpable())
     # Die with the runner: a zygote must never outlive the process that polices its children.
-    kernel.set_parent_death_signal(signal.SIGKILL)
+    # Lambda refuses PR_SET_PDEATHSIG; then the end of the control socket (EOF, below) ends it.
+    record.attempt("pdeathsig", lambda: kernel.set_parent_death_signal(signal.SIGKILL))
+    if os.getppid() != int(conf.get("runner_pid", os.getppid())):
+        return  # the runner died before the signal was armed
     prog = kernel.build_filter() if conf["layers"].get("seccomp") else None
 
     def reap(_sig=None, _frame=None) -> None:
@@ -68,7 +74,7 @@ def main() -> None:
                 return
 
     signal.signal(signal.SIGCHLD, reap)
-    _send(ctl, {"hello": {"pid": os.getpid(), "import_ms": IMPORT_MS, "thp_mb": THP_MB, "python": sys.version.split()[0],
+    _send(ctl, {"hello": {**record.to_json(), "pid": os.getpid(), "import_ms": IMPORT_MS, "thp_mb": THP_MB, "python": sys.version.split()[0],
                           "numpy": numpy.__version__, "pandas": pandas.__version__}})
     while True:
         try:
@@ -103,7 +109,7 @@ def main() -> None:
         try:
             _send(ctl, {"pid": pid}, [job_w, result_r, stdio_r])
         except OSError:
-            return  # the runner is gone; PDEATHSIG ends us anyway
+            return  # the runner is gone
         for fd in (job_w, result_r, stdio_r):
             os.close(fd)
 

@@ -1,8 +1,11 @@
-"""Fixtures: real sandbox workers (local_worker.py) in both postures.
+"""Fixtures: real sandbox workers (local_worker.py) in three postures.
 
 - root: as root here, with every layer (own uid per slot, network namespace, uid kill).
-- deployed: the runner and the child share one non-root uid (nobody) with no namespaces,
-  as inside Lambda; cleanup is the subreaper + stop-then-kill sweep.
+- deployed: the runner and the child share one non-root uid (nobody) with no namespaces;
+  cleanup is the subreaper + stop-then-kill sweep.
+- lambda: as inside AWS Lambda (emulation/lambda_env.py): one non-root uid, read-only mounts but
+  /tmp, no /dev/shm, and a seccomp filter refusing what Lambda refuses (subreaper, parent-death
+  signal, no_new_privs, nested filters); cleanup is the uid-wide sweep alone.
 """
 from __future__ import annotations
 
@@ -39,6 +42,10 @@ def public_worker() -> str:
         atexit.register(shutil.rmtree, base, True)
         _public_copy.append(os.path.join(dest, "local_worker.py"))
     return _public_copy[0]
+
+
+def lambda_env_script() -> str:
+    return os.path.join(os.path.dirname(public_worker()), "emulation", "lambda_env.py")
 PYTHON = os.environ.get("SANDBOX_TEST_PYTHON", "/usr/bin/python3")
 SECRET = "hunter2-SECRET-7f3a9c"
 NOBODY = 65534
@@ -56,7 +63,7 @@ class Worker:
         # uid's only tenant (SANDBOX_UID_EXCLUSIVE). Each worker gets its own uid so that
         # workers alive at the same time never sweep each other.
         self.uid = NOBODY
-        if posture == "deployed" and os.geteuid() == 0:
+        if posture in ("deployed", "lambda") and os.geteuid() == 0:
             _next_uid[0] += 1
             self.uid = _next_uid[0]
         # Root workers alive at the same time must not share slot uids (start-up kills them all).
@@ -82,12 +89,18 @@ class Worker:
         if posture == "deployed" and os.geteuid() == 0:
             kwargs = {"user": self.uid, "group": self.uid, "extra_groups": []}
         worker = public_worker() if kwargs else WORKER
-        self.proc = subprocess.Popen([PYTHON, "-B", worker], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        argv = [PYTHON, "-B", worker]
+        if posture == "lambda":
+            # Built as root, then exec'd as the uid: the worker's pid is the runner's.
+            env.update({"SANDBOX_LAMBDA_UID": str(self.uid), "SANDBOX_LAMBDA_EXEC": public_worker()})
+            argv = [PYTHON, "-B", lambda_env_script()]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      env=env, cwd="/", **kwargs)
         hello = self._read()
         if "fatal" in hello:
             raise RuntimeError(hello["fatal"])
         self.layers = hello["ready"]["layers"]
+        self.refused = hello["ready"].get("refused", {})
         self.zygote_pid = hello["ready"]["zygote"]["pid"]
         self.runner_pid = self.proc.pid
 
@@ -136,7 +149,7 @@ class Worker:
 
 def postures() -> list[str]:
     if os.geteuid() == 0:
-        return ["root", "deployed"]
+        return ["root", "deployed", "lambda"]
     return ["deployed"]
 
 

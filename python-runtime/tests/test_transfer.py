@@ -25,10 +25,13 @@ def store():
 
 
 @pytest.fixture(scope="module", params=postures())
-def tw(request):
-    """A worker with a small result limit, so that slots are needed for modest outputs."""
+def tw(request, store):
+    """A worker with a small result limit, so that slots are needed for modest outputs. In the
+    lambda posture the store's port is the only way out of the worker's network namespace (as
+    the S3 gateway endpoint is inside Lambda's VPC)."""
     w = Worker(request.param, {"SANDBOX_MAX_RESULT_BYTES": str(RESULT_LIMIT),
-                               "SANDBOX_MAX_INPUT_BYTES": str(8_000_000)})
+                               "SANDBOX_MAX_INPUT_BYTES": str(8_000_000),
+                               "SANDBOX_LAMBDA_FORWARD_PORTS": str(store.server_address[1])})
     yield w
     w.close()
 
