@@ -58,7 +58,8 @@ export function createApiHandler(deps: ApiDeps) {
       { version: 1, action: 'probe', request_id: newId('health'), code: '' },
       { organizationId: who.organizationId },
     )
-    return json(200, { status: 'ok', object: 'health', sandbox: { layers: probe.layers, runtime: probe.zygote } })
+    const sandbox = { layers: probe.layers, ...(probe.refused ? { refused: probe.refused } : {}), runtime: probe.zygote }
+    return json(200, { status: 'ok', object: 'health', sandbox })
   }
 
   const createExecution: Route = async (event) => {

@@ -12,6 +12,12 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
   res.end(data)
 }
 
+/** The function's answer byte for byte, as Lambda passes it on (lambda posture). */
+function sendRaw(res: ServerResponse, data: Buffer, headers: Record<string, string>) {
+  res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(data.length), ...headers })
+  res.end(data)
+}
+
 function awsError(res: ServerResponse, status: number, type: string, message: string) {
   send(res, status, { Type: 'User', message }, { 'x-amzn-errortype': type })
 }
@@ -62,6 +68,7 @@ export function startLambdaEndpoint(pool: WorkerPool, functionName: string, port
       const reply = await pool.invoke(payload, tenant)
       const headers = { 'x-amz-executed-version': '$LATEST' }
       if (reply.error) send(res, 200, reply.error, { ...headers, 'x-amz-function-error': 'Unhandled' })
+      else if (reply.payload) sendRaw(res, reply.payload, headers)
       else send(res, 200, reply.result, headers)
     } catch (error) {
       if (error instanceof PoolFullError) {

@@ -4,6 +4,7 @@ import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { sandboxTimeoutSeconds } from '../../lib/config'
 import { loadApiConfig } from '../config'
 import { createApiHandler } from '../handlers/app'
 import type { DynamoStore } from '../adapters/dynamo-store'
@@ -19,7 +20,7 @@ import { LOCAL_BUCKET, S3RVER_CREDENTIALS, startLocalS3 } from './s3'
 import { bootstrapLocalKey } from './keys'
 import { endpointUrl, startLambdaEndpoint } from './lambda-endpoint'
 import { ensurePython } from './python-setup'
-import { WorkerPool } from './worker-pool'
+import { type Posture, WorkerPool } from './worker-pool'
 
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const FUNCTION_NAME = 'sandbox'
@@ -36,7 +37,10 @@ export interface LocalService {
   /** Set when the key was given (LOCAL_API_KEY) or created by this start. */
   apiKey?: string
   keyCreated: boolean
+  posture: Posture
   layers: Record<string, unknown>
+  /** Layers the runner attempted and was refused, with the reason (e.g. by Lambda's seccomp profile). */
+  refused: Record<string, string>
   python: string
   pool: WorkerPool
   /** Issues a new API key for an organization (shown once; stored hashed), creating the
@@ -57,6 +61,8 @@ function workerEnv(config: LocalConfig): Record<string, string> {
     CODE_TIMEOUT_MS: String(config.CODE_TIMEOUT_MS),
   }
   for (const [k, v] of Object.entries(process.env)) if (k.startsWith('SANDBOX_') && v !== undefined) env[k] = v
+  // The runner's posture; the lambda posture's workers set theirs (lambda_env.py).
+  env.SANDBOX_POSTURE = config.SANDBOX_POSTURE
   return env
 }
 
@@ -106,19 +112,40 @@ export async function startLocalService(
   const dynamo = await startLocalDynamo(persist ? join(config.DATA_DIR, 'dynamodb') : undefined, TABLE_NAME)
   if (persist) writeFileSync(localDynamoEndpointFile(config.DATA_DIR), dynamo.endpoint)
   const s3 = await startLocalS3(persist ? config.DATA_DIR : undefined)
+  const posture = config.SANDBOX_POSTURE
   const workerUidBase = config.SANDBOX_WORKER_UID_BASE
-  if (workerUidBase !== undefined && process.getuid?.() !== 0) {
+  const root = process.getuid?.() === 0
+  if (posture === 'lambda' && !root) {
+    throw new Error('SANDBOX_POSTURE=lambda needs the server to run as root (it builds each worker\'s emulated Lambda environment, then drops to a uid)')
+  }
+  if (posture === 'root' && !root) throw new Error('SANDBOX_POSTURE=root needs the server to run as root')
+  if (workerUidBase !== undefined && !root) {
     throw new Error('SANDBOX_WORKER_UID_BASE needs the server to run as root (it starts workers as other uids)')
   }
   // Workers under another uid may not be able to read a checkout under a private directory.
   const runtimeDir = workerUidBase === undefined ? join(PROJECT_ROOT, 'python-runtime') : publicRuntimeCopy()
   const pool = new WorkerPool({
     python,
+    posture,
     workerUidBase,
     script: join(runtimeDir, 'local_worker.py'),
+    lambda:
+      posture === 'lambda'
+        ? {
+            script: join(runtimeDir, 'emulation', 'lambda_env.py'),
+            functionName: FUNCTION_NAME,
+            // The deployed function's timeout (lib/config.ts): the code's limit plus a margin.
+            timeoutMs: sandboxTimeoutSeconds(config.CODE_TIMEOUT_MS) * 1000,
+          }
+        : undefined,
     size: config.SANDBOX_WORKERS,
     queueLimit: config.SANDBOX_QUEUE_LIMIT,
-    env: workerEnv(config),
+    env: {
+      ...workerEnv(config),
+      // Lambda posture: the environment's network holds only loopback; the local S3 (which the
+      // runner's presigned URLs name) is reachable from inside, as through the VPC's S3 endpoint.
+      ...(posture === 'lambda' ? { SANDBOX_LAMBDA_FORWARD_PORTS: new URL(s3.endpoint).port } : {}),
+    },
     slotUidBase: config.SANDBOX_SLOT_UID_BASE,
     log,
   })
@@ -129,6 +156,7 @@ export async function startLocalService(
     await pool.stop()
     await close(dynamo.server)
     await s3.stop()
+    if (runtimeDir !== join(PROJECT_ROOT, 'python-runtime')) rmSync(dirname(runtimeDir), { recursive: true, force: true })
     throw error
   }
   const lambda = await startLambdaEndpoint(pool, FUNCTION_NAME, config.LAMBDA_PORT)
@@ -182,7 +210,9 @@ export async function startLocalService(
     organizationId: config.LOCAL_ORGANIZATION_ID,
     apiKey: key.apiKey,
     keyCreated: key.created,
+    posture,
     layers,
+    refused: pool.refused(),
     python,
     pool,
     model: deps.model,

@@ -1,10 +1,21 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { encodeMessage, MessageReader } from './frames'
+import { LambdaWorker } from './lambda-worker'
 
 export interface WorkerReply {
   result?: unknown
-  error?: { errorType: string; errorMessage: string }
+  /** A function error, as Lambda answers it (errorType, errorMessage, and e.g. stackTrace). */
+  error?: { errorType: string; errorMessage: string; [field: string]: unknown }
+  /** Lambda posture: the response bytes exactly as the runtime posted them. */
+  payload?: Buffer
 }
+
+/**
+ * How workers run (README "Configuration"): root (blocks under per-slot uids, namespaces),
+ * deployed (one non-root uid per worker, as inside Lambda), lambda (each worker in an emulated
+ * Lambda environment, driven through the Runtime API).
+ */
+export type Posture = 'root' | 'deployed' | 'lambda'
 
 export interface PoolOptions {
   python: string
@@ -17,10 +28,20 @@ export interface PoolOptions {
   /** Root posture: worker slot i runs blocks as uids slotUidBase + 8i .. + 8i + 7. */
   slotUidBase: number
   /**
-   * The deployed posture, as inside Lambda: worker slot i runs as the non-root uid
-   * workerUidBase + i (runner and blocks alike) and is that uid's only tenant. Needs root to set.
+   * Deployed and lambda postures: worker slot i runs as the non-root uid workerUidBase + i
+   * (runner and blocks alike) and is that uid's only tenant. Needs root to set.
    */
   workerUidBase?: number
+  /** @default deployed when workerUidBase is set, else root */
+  posture?: Posture
+  /** Lambda posture: each worker is emulation/lambda_env.py (as root) and has its own Runtime API. */
+  lambda?: {
+    /** python-runtime/emulation/lambda_env.py */
+    script: string
+    functionName: string
+    /** The function's timeout: each invocation's deadline; past it the environment is reset. */
+    timeoutMs: number
+  }
   log: (line: string) => void
 }
 
@@ -31,23 +52,50 @@ export class PoolFullError extends Error {
   }
 }
 
-interface Job {
+export interface Job {
   payload: unknown
   tenant: string
   resolve: (reply: WorkerReply) => void
 }
 
+/** busy: running a block; cleaning: replied, cleaning up before it takes another block. */
+export type WorkerState = 'starting' | 'idle' | 'busy' | 'cleaning' | 'recycling' | 'dead'
+
+/** One warm sandbox environment as the pool schedules it. */
+export interface PoolWorker {
+  readonly slot: number
+  state: WorkerState
+  /** Set when this worker is being recycled for another organization: its replacement serves it. */
+  reservedFor: string | null
+  /** Like Lambda's tenant isolation mode: a worker serves one organization for its whole life. */
+  tenant: string | null
+  /** When it last became idle (performance.now()). */
+  idleSince: number
+  /** Isolation layers the runner reports, and those refused with the reason. */
+  layers: Record<string, unknown>
+  refused: Record<string, string>
+  /** The zygote's report: Python and package versions. */
+  runtime: Record<string, unknown>
+  /** Resolves when it can take a block; rejects when start-up fails (fail closed). */
+  readonly ready: Promise<void>
+  readonly pid: number | undefined
+  send(job: Job): void
+  /** Kills it at once (recycling). */
+  stop(): void
+  /** Lets it clean up, killing it after graceMs. */
+  shutdown(graceMs: number): Promise<void>
+}
+
 const MAX_REPLY_BYTES = 8 * 1024 * 1024
 
-class Worker {
-  /** busy: running a block; cleaning: replied, cleaning up before it takes another block. */
-  state: 'starting' | 'idle' | 'busy' | 'cleaning' | 'recycling' | 'dead' = 'starting'
-  /** Set when this worker is being recycled for another organization: its replacement serves it. */
+/** A worker driven over stdin/stdout frames (python-runtime/local_worker.py): root and deployed. */
+class Worker implements PoolWorker {
+  state: WorkerState = 'starting'
   reservedFor: string | null = null
-  /** Like Lambda's tenant isolation mode: a worker serves one organization for its whole life. */
   tenant: string | null = null
   job: Job | null = null
   layers: Record<string, unknown> = {}
+  refused: Record<string, string> = {}
   runtime: Record<string, unknown> = {}
   readonly proc: ChildProcess
   readonly ready: Promise<void>
@@ -58,6 +106,7 @@ class Worker {
     options: PoolOptions,
   ) {
     const uid = options.workerUidBase === undefined ? undefined : options.workerUidBase + slot
+    // A uid of its own: the runner is its only tenant, so it may sweep the uid and wipe its files.
     const deployed = uid === undefined ? {} : { SANDBOX_POSTURE: 'deployed', SANDBOX_UID_EXCLUSIVE: '1', SANDBOX_WIPE_TMP: '1' }
     this.proc = spawn(options.python, ['-B', options.script], {
       // Each slot owns 8 uids: one per standby plus the running block (SANDBOX_STANDBYS <= 6).
@@ -84,6 +133,7 @@ class Worker {
       for (const message of messages as Record<string, any>[]) {
         if (message.ready) {
           this.layers = message.ready.layers
+          this.refused = message.ready.refused ?? {}
           this.runtime = message.ready.zygote ?? {}
           this.state = 'idle'
           settle.resolve()
@@ -121,6 +171,10 @@ class Worker {
 
   idleSince = 0
 
+  get pid(): number | undefined {
+    return this.proc.pid
+  }
+
   send(job: Job): void {
     this.state = 'busy'
     this.tenant = job.tenant
@@ -145,18 +199,29 @@ class Worker {
 
 /** Warm Python sandbox workers behind the local Lambda endpoint. */
 export class WorkerPool {
-  private workers: Worker[] = []
+  private workers: PoolWorker[] = []
   private queue: Job[] = []
   private stopping = false
   private failures = 0
 
-  constructor(private readonly options: PoolOptions) {}
+  constructor(private readonly options: PoolOptions) {
+    this.posture = options.posture ?? (options.workerUidBase === undefined ? 'root' : 'deployed')
+    if (this.posture === 'lambda' && (!options.lambda || options.workerUidBase === undefined)) {
+      throw new Error('the lambda posture needs the emulation script and a worker uid base')
+    }
+  }
+
+  readonly posture: Posture
 
   /** Starts every worker and resolves with the isolation layers they report (fails closed). */
   async start(): Promise<Record<string, unknown>> {
-    this.workers = Array.from({ length: this.options.size }, (_, slot) => new Worker(slot, this, this.options))
+    this.workers = Array.from({ length: this.options.size }, (_, slot) => this.spawn(slot))
     await Promise.all(this.workers.map((w) => w.ready))
     return this.workers[0]!.layers
+  }
+
+  private spawn(slot: number): PoolWorker {
+    return this.posture === 'lambda' ? new LambdaWorker(slot, this, this.options) : new Worker(slot, this, this.options)
   }
 
   invoke(payload: unknown, tenant: string): Promise<WorkerReply> {
@@ -200,7 +265,7 @@ export class WorkerPool {
     return false
   }
 
-  replace(dead: Worker, wasStarting: boolean): void {
+  replace(dead: PoolWorker, wasStarting: boolean): void {
     if (this.stopping) return
     const index = this.workers.indexOf(dead)
     if (index < 0) return
@@ -208,7 +273,7 @@ export class WorkerPool {
     const delay = Math.min(5_000, this.failures * 500)
     setTimeout(() => {
       if (this.stopping) return
-      const fresh = new Worker(dead.slot, this, this.options)
+      const fresh = this.spawn(dead.slot)
       // A recycled slot is promised to the tenant that asked for it.
       fresh.tenant = dead.reservedFor
       this.workers[index] = fresh
@@ -224,9 +289,14 @@ export class WorkerPool {
     return this.workers.find((w) => w.state !== 'dead')?.runtime ?? {}
   }
 
+  /** Isolation layers the runner attempted and the kernel (or Lambda) refused, with the reason. */
+  refused(): Record<string, string> {
+    return this.workers.find((w) => w.state !== 'dead')?.refused ?? {}
+  }
+
   /** Process ids of the live workers (runners), for tests and the benchmark. */
   workerPids(): number[] {
-    return this.workers.filter((w) => w.state !== 'dead' && w.proc.pid).map((w) => w.proc.pid!)
+    return this.workers.filter((w) => w.state !== 'dead' && w.pid).map((w) => w.pid!)
   }
 
   get size(): number {
@@ -234,7 +304,7 @@ export class WorkerPool {
   }
 
   stats(): { idle: number; busy: number; cleaning: number; starting: number; queued: number } {
-    const count = (s: Worker['state']) => this.workers.filter((w) => w.state === s).length
+    const count = (s: WorkerState) => this.workers.filter((w) => w.state === s).length
     return { idle: count('idle'), busy: count('busy'), cleaning: count('cleaning'), starting: count('starting'), queued: this.queue.length }
   }
 
