@@ -157,6 +157,29 @@ async function httpLatency(service: LocalService, key: string, block: Block, pau
   return { lat: summarize(lat), sandbox: summarize(sandbox) }
 }
 
+const N_POSTURE = 100
+
+/**
+ * The same block on two services, alternating request by request (A/B), so load and the
+ * machine's state hit both alike: the root posture against the lambda posture (Lambda's
+ * refusals, read-only mounts, a loopback-only network and the Runtime API protocol).
+ */
+async function postureLatency(a: LocalService, b: LocalService, key: string, block: Block, pauseMs: number) {
+  const lat: [number[], number[]] = [[], []]
+  const sandbox: [number[], number[]] = [[], []]
+  for (let i = 0; i < WARMUP + N_POSTURE; i++) {
+    for (const [k, service] of ([a, b] as const).entries()) {
+      const r = await execute(service, key, block)
+      if (i >= WARMUP) {
+        lat[k]!.push(r.ms)
+        sandbox[k]!.push(r.sandboxMs)
+      }
+      if (pauseMs) await sleep(pauseMs)
+    }
+  }
+  return lat.map((l, k) => ({ lat: summarize(l), sandbox: summarize(sandbox[k]!) }))
+}
+
 async function throughput(service: LocalService, key: string, clients: number): Promise<{ rate: number; lat: Summary }> {
   const samples: number[] = []
   const start = performance.now()
@@ -404,6 +427,36 @@ async function main(): Promise<void> {
         ],
       ),
     )
+
+    if (process.getuid?.() === 0 && process.env.BENCH_POSTURES !== '0') {
+      console.log(`\n== Latency by posture, root vs lambda (one worker each, alternating A/B per request, ${WARMUP} warm-ups, n=${N_POSTURE})`)
+      const lambdaDir = mkdtempSync(join(tmpdir(), 'bench-lambda-'))
+      let lambda: LocalService | undefined
+      let root: LocalService | undefined
+      try {
+        const one = { PORT: '0', LOCAL_API_KEY: key, LOCAL_ORGANIZATION_ID: ORG, SANDBOX_WORKERS: '1' }
+        root = await startLocalService(loadLocalConfig({ ...process.env, ...one, DATA_DIR: dataDir, SANDBOX_SLOT_UID_BASE: '61500' }), { persist: false, log: () => {}, model: null })
+        lambda = await startLocalService(
+          loadLocalConfig({ ...process.env, ...one, DATA_DIR: lambdaDir, SANDBOX_POSTURE: 'lambda', SANDBOX_WORKER_UID_BASE: '62700', SANDBOX_SLOT_UID_BASE: '61600' }),
+          { persist: false, log: () => {}, model: null },
+        )
+        const rows: string[][] = []
+        for (const [block, pause] of [[PRINT, 0], [GROUPBY, 0], [PRINT, PAUSE_MS], [GROUPBY, PAUSE_MS]] as const) {
+          const [r, l] = await postureLatency(root, lambda, key, block, pause)
+          const label = `${block.name}${pause ? `, ${pause} ms pause` : ''}`
+          rows.push(row(`${label}: root`, r!.lat, `sandbox ${ms(r!.sandbox.median)}`))
+          rows.push(row(`${label}: lambda`, l!.lat, `sandbox ${ms(l!.sandbox.median)}`))
+        }
+        console.log(table(LAT_HEADER, rows))
+        const refused = Object.entries(lambda.layers).filter(([, v]) => v === false).map(([k]) => k)
+        console.log(`(lambda posture: refused ${refused.join(', ')}; each block is an invocation through the Runtime API, and the`)
+        console.log(` response is posted only after the block's cleanup, as a Lambda handler must finish before it returns)`)
+      } finally {
+        await lambda?.stop()
+        await root?.stop()
+        rmSync(lambdaDir, { recursive: true, force: true })
+      }
+    }
 
     console.log(`\n== Targets (issue 2)`)
     const verdict = (ok: boolean | undefined) => (ok === undefined ? 'SKIP' : ok ? 'PASS' : 'MISS')

@@ -16,7 +16,8 @@ import { createDeps } from '../handlers/deps'
 import { installLambdaStreamingGlobals, startApiServer } from './api-gateway'
 import type { LocalConfig } from './config'
 import { startLocalDynamo } from './dynamo'
-import { LOCAL_BUCKET, S3RVER_CREDENTIALS, startLocalS3 } from './s3'
+import { LOCAL_BUCKET, newLocalS3Credentials, startLocalS3 } from './s3'
+import { gatePort, startS3Gate } from './s3-gate'
 import { bootstrapLocalKey } from './keys'
 import { endpointUrl, startLambdaEndpoint } from './lambda-endpoint'
 import { ensurePython } from './python-setup'
@@ -112,7 +113,11 @@ export async function startLocalService(
   const dynamo = await startLocalDynamo(persist ? join(config.DATA_DIR, 'dynamodb') : undefined, TABLE_NAME)
   if (persist) writeFileSync(localDynamoEndpointFile(config.DATA_DIR), dynamo.endpoint)
   const s3 = await startLocalS3(persist ? config.DATA_DIR : undefined)
+  const s3Credentials = newLocalS3Credentials()
   const posture = config.SANDBOX_POSTURE
+  // Lambda posture: blocks can open sockets (no seccomp inside Lambda), so S3 is reached only
+  // through a gate that admits presigned URLs, as the VPC's endpoint and S3's signatures do.
+  const gate = posture === 'lambda' ? await startS3Gate(Number(new URL(s3.endpoint).port), s3Credentials, 'us-east-1', log) : undefined
   const workerUidBase = config.SANDBOX_WORKER_UID_BASE
   const root = process.getuid?.() === 0
   if (posture === 'lambda' && !root) {
@@ -144,7 +149,8 @@ export async function startLocalService(
       ...workerEnv(config),
       // Lambda posture: the environment's network holds only loopback; the local S3 (which the
       // runner's presigned URLs name) is reachable from inside, as through the VPC's S3 endpoint.
-      ...(posture === 'lambda' ? { SANDBOX_LAMBDA_FORWARD_PORTS: new URL(s3.endpoint).port } : {}),
+      // Inside, the S3 port the URLs name; outside, the gate in front of s3rver.
+      ...(gate ? { SANDBOX_LAMBDA_FORWARD_PORTS: `${new URL(s3.endpoint).port}:${gatePort(gate)}` } : {}),
     },
     slotUidBase: config.SANDBOX_SLOT_UID_BASE,
     log,
@@ -156,6 +162,7 @@ export async function startLocalService(
     await pool.stop()
     await close(dynamo.server)
     await s3.stop()
+    if (gate) await close(gate)
     if (runtimeDir !== join(PROJECT_ROOT, 'python-runtime')) rmSync(dirname(runtimeDir), { recursive: true, force: true })
     throw error
   }
@@ -182,7 +189,7 @@ export async function startLocalService(
     {
       lambda: { endpoint: endpointUrl(lambda), region: 'us-east-1', credentials: LOCAL_CREDENTIALS },
       dynamo: { endpoint: dynamo.endpoint, region: 'us-east-1', credentials: LOCAL_CREDENTIALS },
-      s3: { endpoint: s3.endpoint, region: 'us-east-1', credentials: S3RVER_CREDENTIALS, forcePathStyle: true },
+      s3: { endpoint: s3.endpoint, region: 'us-east-1', credentials: s3Credentials, forcePathStyle: true },
       model: options.model,
       inProcessBackground: true,
     },
@@ -229,7 +236,7 @@ export async function startLocalService(
       await pool.stop()
       api.closeAllConnections()
       lambda.closeAllConnections()
-      await Promise.all([close(api), close(lambda), close(dynamo.server), s3.stop()])
+      await Promise.all([close(api), close(lambda), close(dynamo.server), s3.stop(), ...(gate ? [close(gate)] : [])])
       if (runtimeDir !== join(PROJECT_ROOT, 'python-runtime')) rmSync(dirname(runtimeDir), { recursive: true, force: true })
     },
   }

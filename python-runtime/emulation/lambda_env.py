@@ -17,7 +17,8 @@ Runtime API client (runtime_client.py beside this file, or SANDBOX_LAMBDA_EXEC) 
 
 Environment in: SANDBOX_LAMBDA_UID (required), AWS_LAMBDA_RUNTIME_API (the host's 127.0.0.1:port
 of this environment's Runtime API; required for the Runtime API client, which sees 127.0.0.1:9001),
-SANDBOX_LAMBDA_FORWARD_PORTS (comma-separated loopback ports reachable from inside, e.g. S3), SANDBOX_LAMBDA_EXEC (another script: the Python tests run the
+SANDBOX_LAMBDA_FORWARD_PORTS (comma-separated `inside[:outside]` loopback ports reachable from
+inside, e.g. the local S3 port the presigned URLs name, served outside by the S3 gate), SANDBOX_LAMBDA_EXEC (another script: the Python tests run the
 frame-driven local_worker.py there, without a Runtime API), SANDBOX_* and CODE_TIMEOUT_MS
 (passed on). Any failure exits 78 with the reason on stderr:
 an emulation that is not what it claims must not run blocks.
@@ -352,7 +353,11 @@ def main() -> None:
         if "AWS_LAMBDA_RUNTIME_API" not in given and target.endswith("runtime_client.py"):
             raise EmulationError("AWS_LAMBDA_RUNTIME_API is not set")
         kill_uid(uid)
-        forwards = {int(p): int(p) for p in given.get("SANDBOX_LAMBDA_FORWARD_PORTS", "").split(",") if p.strip()}
+        forwards = {}
+        for item in given.get("SANDBOX_LAMBDA_FORWARD_PORTS", "").split(","):
+            if item.strip():
+                inside, _, outside = item.partition(":")
+                forwards[int(inside)] = int(outside or inside)
         if given.get("AWS_LAMBDA_RUNTIME_API"):
             forwards[RUNTIME_API_PORT] = int(given["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)[1])
             given["AWS_LAMBDA_RUNTIME_API"] = f"127.0.0.1:{RUNTIME_API_PORT}"

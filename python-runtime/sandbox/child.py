@@ -87,7 +87,10 @@ def _set_limit(which: int, value: int) -> None:
     resource.setrlimit(which, (value, value))
 
 
-def apply_rlimits(limits: Limits, nproc_base: int) -> None:
+def apply_rlimits(limits: Limits, nproc_base: int | None) -> None:
+    """setrlimit for the block (soft = hard, so the block cannot raise them). nproc_base: tasks
+    of the uid to allow on top of (None: RLIMIT_NPROC not set yet; a shared uid sets it when the
+    job arrives, counting what exists then, zombies included, since the kernel counts them)."""
     _set_limit(resource.RLIMIT_CORE, 0)
     # RLIMIT_AS counts the inherited, pre-imported address space: budget on top of it.
     _set_limit(resource.RLIMIT_AS, _vm_size_bytes() + limits.memory_mb * (1 << 20))
@@ -95,7 +98,8 @@ def apply_rlimits(limits: Limits, nproc_base: int) -> None:
     _set_limit(resource.RLIMIT_NOFILE, limits.max_open_files)
     _set_limit(resource.RLIMIT_CPU, limits.timeout_ms // 1000 + 2)
     # NPROC counts every task of the uid; a shared uid (Lambda) already has the runner's.
-    _set_limit(resource.RLIMIT_NPROC, nproc_base + limits.max_processes)
+    if nproc_base is not None:
+        _set_limit(resource.RLIMIT_NPROC, nproc_base + limits.max_processes)
 
 
 _REFUSED = {
@@ -149,9 +153,12 @@ def become_standby(conf: dict, drop_uid: int | None, job_r: int, result_w: int, 
 
     limits = Limits(conf["limits"])
     global _nproc_base
-    # A slot uid holds no process before its standby drops to it (the runner verified that).
-    _nproc_base = 0 if drop_uid is not None else _uid_task_count(os.getuid())
-    apply_rlimits(limits, _nproc_base)
+    # A slot uid holds no process before its standby drops to it (the runner verified that). A
+    # shared uid's count is only known when the job arrives (standbys come and go, and without a
+    # subreaper an earlier block's orphans may linger as zombies): its hard limit is set then, as
+    # setting it lower now could not be undone.
+    _nproc_base = 0
+    apply_rlimits(limits, 0 if drop_uid is not None else None)
     layers["rlimits"] = True
     if drop_uid is not None:
         os.setgroups([])

@@ -31,6 +31,17 @@ def start_time(pid: int) -> str | None:
         return None
 
 
+def zombies_of_uid(uid: int) -> int:
+    """How many zombies (exited, not yet reaped) have real uid `uid`."""
+    count = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            st = proc_status(entry)
+            if st is not None and st.get("State", "").startswith("Z") and int(st.get("Uid", "-1").split()[0]) == uid:
+                count += 1
+    return count
+
+
 def live_pids_of_uid(uid: int, exclude: set[int] = frozenset()) -> list[int]:
     """Processes (not zombies) whose real uid is uid, except the pids in exclude."""
     found = []

@@ -17,12 +17,16 @@ import time
 from typing import Callable
 
 from .config import Config
-from .procs import children, descendants, live_pids_of_uid, start_time
+from .procs import children, descendants, live_pids_of_uid, start_time, zombies_of_uid
 
 # One logger for all of the runner's modules: its lines read as they always have.
 log = logging.getLogger("sandbox.runner")
 
 FAIL_CLOSED_EXIT = 75
+# Without a subreaper a block's orphans are re-parented to PID 1, and a PID 1 that does not reap
+# them (as here: this machine's init does not) leaves zombies, which count against the uid's
+# process limit (Lambda: 1,024 per environment). Past this many, the environment is discarded.
+MAX_ZOMBIES = 256
 
 
 def fail_closed(message: str, *args) -> None:
@@ -161,6 +165,9 @@ class Reaper:
         for _ in range(self.config.limits["max_processes"] + 10):
             victims = self._sweep_candidates(protected, child_pid)
             if not victims:
+                if not self.subreaper and zombies_of_uid(os.getuid()) > MAX_ZOMBIES:
+                    fail_closed("more than %d zombies of this uid that PID 1 does not reap; exiting so the "
+                                "environment is discarded", MAX_ZOMBIES)
                 return True
             # Stop first so nothing can fork between our look and our kill.
             for pid in victims:

@@ -219,3 +219,16 @@ def _alive(pid: int) -> bool:
     except (OSError, StopIteration):
         return False
     return not state.split()[1].startswith(("Z", "X"))
+
+
+@needs_root
+def test_without_a_subreaper_a_fork_bombs_orphans_do_not_keep_the_next_block_from_forking(fresh_worker):
+    # The orphans go to PID 1, which may leave them as zombies (this machine's does); the kernel
+    # counts zombies against RLIMIT_NPROC, so the next block's limit is set on what exists then.
+    w = fresh_worker("lambda", CODE_TIMEOUT_MS="2000")
+    bomb = "import os\nwhile True:\n    try: os.fork()\n    except OSError: pass"
+    fork = "import os\npid = os.fork()\nif pid == 0:\n    os._exit(0)\nos.waitpid(pid, 0)\nprint('forked')"
+    for _ in range(2):
+        assert w.run(bomb)["status"] in ("timed_out", "failed")
+        r = w.run(fork)
+        assert (r["status"], texts(r)) == ("completed", "forked"), r

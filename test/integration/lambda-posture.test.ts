@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { api, execute, startTestService } from '../support/local'
+import { api, execute, startTestService, TEST_KEY } from '../support/local'
 
 // SANDBOX_POSTURE=lambda: every worker is an emulated Lambda environment
 // (python-runtime/emulation/lambda_env.py) whose runtime client polls the worker's own Runtime
@@ -38,6 +38,22 @@ describe.skipIf(process.getuid?.() !== 0)('the lambda posture (needs root)', () 
     const res = await execute(ctx.service, 'print(1+1)')
     expect(res.status).toBe(200)
     expect(res.body).toMatchObject({ status: 'completed', outputs: [{ type: 'text', source: 'stdout', text: '2' }] })
+  })
+
+  it('fetches a large input by its presigned URL and returns a large output through an upload slot, through the S3 gate', async () => {
+    const big = 'x'.repeat(3 * 1024 * 1024)
+    const fd = new FormData()
+    fd.append('purpose', 'assistants')
+    fd.append('file', new Blob([big], { type: 'text/plain' }), 'big.txt')
+    const up = await fetch(`${ctx.service.url}/v1/files`, { method: 'POST', headers: { authorization: `Bearer ${TEST_KEY}` }, body: fd })
+    const file = (await up.json()) as { id: string }
+    const res = await execute(ctx.service, "data = open('big.txt').read()\nprint(len(data))\nopen('out.bin', 'wb').write(b'y' * (4 << 20))", { file_ids: [file.id] })
+    expect(res.body.status).toBe('completed')
+    expect(res.body.outputs[0]).toEqual({ type: 'text', source: 'stdout', text: String(big.length) })
+    const out = res.body.outputs.find((o: any) => o.type === 'file' && o.filename === 'out.bin')
+    expect(out?.bytes).toBe(4 << 20)
+    const got = await fetch(`${ctx.service.url}/v1/files/${out.file_id}/content`, { headers: { authorization: `Bearer ${TEST_KEY}` } })
+    expect((await got.arrayBuffer()).byteLength).toBe(4 << 20)
   })
 
   it('runs each worker as the runtime client under its Runtime API, as its own uid', () => {

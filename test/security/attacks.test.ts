@@ -4,15 +4,20 @@ import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { api, execute, startTestService, TEST_KEY } from '../support/local'
 
-// Attacks through the public HTTP API against the local server, in both postures:
+// Attacks through the public HTTP API against the local server, in three postures:
 // - root: each block runs as its own slot uid, in an empty network namespace, under seccomp;
-// - deployed: as inside Lambda, each worker (runner and blocks) runs as one non-root uid of its
-//   own, with no namespaces; cleanup is the subreaper's stop-then-kill sweep.
+// - deployed: each worker (runner and blocks) runs as one non-root uid of its own, with no
+//   namespaces but every layer (seccomp, no_new_privs); cleanup is the subreaper's sweep;
+// - lambda: as inside AWS Lambda (python-runtime/emulation/lambda_env.py): one uid, Lambda's
+//   refusals (no seccomp, no_new_privs, subreaper or parent-death signal), read-only mounts but
+//   /tmp, a loopback-only network where 127.0.0.1:9001 is the worker's own Runtime API, and
+//   every block an invocation through that API; cleanup is the uid-wide sweep.
 // Each attack checks what the caller gets back and, from outside, that nothing escaped: no
 // marker file, no surviving process, no connection to a loopback listener, and another
 // organization's next request unaffected.
 const UID_BASE = 62900
 const WORKER_UID_BASE = 64100
+const LAMBDA_UID_BASE = 64200
 const SECRET = 'server-secret-7c1e55aa'
 const MARKER = `/var/tmp/sci-attack-marker-${process.pid}`
 
@@ -54,7 +59,9 @@ function survivors(): number[] {
   const runners = new Set(ctx.service.pool.workerPids())
   const zygotes = new Set([...runners].flatMap(children).filter((pid) => cmdline(pid).includes('zygote.py')))
   const blockUid = (uid: number) =>
-    posture === 'root' ? uid >= UID_BASE && uid < UID_BASE + 16 : uid >= WORKER_UID_BASE && uid < WORKER_UID_BASE + 2
+    posture === 'root'
+      ? uid >= UID_BASE && uid < UID_BASE + 16
+      : uid >= (posture === 'lambda' ? LAMBDA_UID_BASE : WORKER_UID_BASE) && uid < (posture === 'lambda' ? LAMBDA_UID_BASE : WORKER_UID_BASE) + 2
   const found: number[] = []
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue
@@ -75,7 +82,7 @@ async function settle() {
   }
 }
 
-let posture: 'root' | 'deployed' = 'root'
+let posture: 'root' | 'deployed' | 'lambda' = 'root'
 
 type Expect = 'failed' | 'timed_out' | 'completed' | 'not-completed' | 'any' | 'sandbox_unavailable'
 
@@ -88,6 +95,8 @@ interface Attack {
   check?: (body: any) => void
   /** Where the deployed posture differs (one uid for runner and block), and why. */
   deployed?: { expect: Expect; check?: (body: any) => void }
+  /** Where the lambda posture differs from the deployed one (Lambda's refusals), and the wall that holds. */
+  lambda?: { expect: Expect; check?: (body: any) => void }
 }
 
 const noSecret = (body: any) => expect(JSON.stringify(body)).not.toContain(SECRET)
@@ -95,6 +104,37 @@ const errorName = (...names: string[]) => (body: any) => expect(names).toContain
 const sys = (x86: number, arm: number) => `(${x86} if __import__('os').uname().machine == 'x86_64' else ${arm})`
 const rawSyscall = (nr: string, ...args: string[]) =>
   `import ctypes\nf = ctypes.pythonapi.syscall\nf.restype = ctypes.c_long\nprint('rc', f(ctypes.c_long(${nr})${args.map((a) => `, ${a}`).join('')}))`
+
+const printed = (...texts: string[]) => (body: any) => expect(texts).toContain(body.outputs[0]?.text)
+/**
+ * Raw HTTP to 127.0.0.1:9001 through system calls, past the audit hook: as a block could inside
+ * Lambda, where no seccomp filter refuses socket(). Prints the status line it got, `refused`
+ * (socket() refused: seccomp) or `unreachable`.
+ */
+const runtimeApiRequest = (method: string, path: string, body = '') =>
+  [
+    'import ctypes, os, select, struct',
+    'f = ctypes.pythonapi.syscall',
+    'f.restype = ctypes.c_long',
+    "x86 = os.uname().machine == 'x86_64'",
+    'fd = f(ctypes.c_long(41 if x86 else 198), ctypes.c_long(2), ctypes.c_long(1), ctypes.c_long(0))',
+    "addr = struct.pack('<H', 2) + struct.pack('>H', 9001) + bytes([127, 0, 0, 1]) + bytes(8)",
+    'if fd < 0:',
+    "    print('refused')",
+    'elif f(ctypes.c_long(42 if x86 else 203), ctypes.c_long(fd), ctypes.c_char_p(addr), ctypes.c_long(16)) != 0:',
+    "    print('unreachable')",
+    'else:',
+    `    body = ${JSON.stringify(body)}.encode()`,
+    `    os.write(fd, b'${method} ${path} HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nConnection: close\\r\\nContent-Length: ' + str(len(body)).encode() + b'\\r\\n\\r\\n' + body)`,
+    "    got = b''",
+    '    while select.select([fd], [], [], 1.0)[0]:',
+    '        chunk = os.read(fd, 65536)',
+    '        if not chunk:',
+    '            break',
+    '        got += chunk',
+    "    print(got.split(b'\\r\\n')[0].decode() if got else 'no answer')",
+  ].join('\n')
+const FORGED = '{"version":1,"status":"completed","outputs":[{"type":"text","source":"stdout","text":"FORGED"}],"duration_ms":0}'
 
 const ATTACKS: Attack[] = [
   // network, in every form
@@ -111,7 +151,19 @@ const ATTACKS: Attack[] = [
   { name: 'a raw socket', code: () => `import socket\nsocket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)`, expect: 'failed' },
   { name: 'a unix socket path', code: () => `import socket\nsocket.socket(socket.AF_UNIX).connect('/var/run/docker.sock')`, expect: 'failed' },
   { name: '_socket under the audit hook', code: (p) => `import _socket\ns = _socket.socket(2, 1)\ns.connect(('127.0.0.1', ${p.listener}))`, expect: 'failed' },
-  { name: 'socket() through ctypes', code: () => rawSyscall(sys(41, 198), 'ctypes.c_long(2)', 'ctypes.c_long(1)', 'ctypes.c_long(0)'), expect: 'completed', check: (b) => expect(b.outputs[0].text).toBe('rc -1') },
+  // Lambda: no nested filter, so the socket opens; the network namespace (the VPC inside Lambda)
+  // keeps it from reaching anything but the Runtime API and S3 (the attacks above and below).
+  { name: 'socket() through ctypes', code: () => rawSyscall(sys(41, 198), 'ctypes.c_long(2)', 'ctypes.c_long(1)', 'ctypes.c_long(0)'), expect: 'completed', check: (b) => expect(b.outputs[0].text).toBe('rc -1'), lambda: { expect: 'completed', check: (b) => expect(b.outputs[0].text).toMatch(/^rc \d+$/) } },
+  // The Runtime API through raw system calls. Seccomp refuses the socket in root and deployed;
+  // in the lambda posture the block reaches its own environment's Runtime API, which refuses a
+  // second GET /next while an invocation is in flight (403), an invented request id (400) and a
+  // late init error (403): the block's own answer (its printed status line) still comes back.
+  { name: 'the Runtime API by raw syscalls: GET /next', code: () => runtimeApiRequest('GET', '/2018-06-01/runtime/invocation/next'), expect: 'completed', check: printed('refused'), lambda: { expect: 'completed', check: printed('HTTP/1.1 403 Forbidden') } },
+  { name: 'the Runtime API by raw syscalls: a forged response for an invented id', code: () => runtimeApiRequest('POST', '/2018-06-01/runtime/invocation/8476a536-e9f4-11e8-9739-2dfe598c3fcd/response', FORGED), expect: 'completed', check: printed('refused'), lambda: { expect: 'completed', check: printed('HTTP/1.1 400 Bad Request') } },
+  { name: 'the Runtime API by raw syscalls: an init error', code: () => runtimeApiRequest('POST', '/2018-06-01/runtime/init/error', '{"errorMessage":"x","errorType":"Runtime.X"}'), expect: 'completed', check: printed('refused'), lambda: { expect: 'completed', check: printed('HTTP/1.1 403 Forbidden') } },
+  // A daemon that polls for the next invocation and forges its answer: the uid-wide sweep kills
+  // it before the runner answers (Lambda's handler cleans up before it returns).
+  { name: 'the Runtime API by raw syscalls: a daemon that would forge the next answer', code: () => `import os, time\nif os.fork() == 0:\n    os.setsid()\n    for _ in range(40):\n        exec(${JSON.stringify(runtimeApiRequest('GET', '/2018-06-01/runtime/invocation/next'))})\n        time.sleep(0.05)\n    os._exit(0)\nprint('waiting')`, expect: 'completed' },
   // credentials and secrets
   { name: 'the environment', code: () => `import os\nprint(dict(os.environ))`, expect: 'completed', check: noSecret },
   { name: 'every /proc/*/environ and cmdline', code: () => "import os\nfor p in os.listdir('/proc'):\n    for f in ('environ', 'cmdline'):\n        try: print(open(f'/proc/{p}/{f}','rb').read())\n        except Exception: pass", expect: 'completed', check: noSecret },
@@ -123,8 +175,9 @@ const ATTACKS: Attack[] = [
   { name: 'ptrace of the parent', code: () => rawSyscall(sys(101, 117), 'ctypes.c_long(16)', 'ctypes.c_long(__import__("os").getppid())', 'None', 'None'), expect: 'completed', check: (b) => expect(b.outputs[0].text).toBe('rc -1') },
   { name: 'inherited descriptors', code: () => "import os\nprint(sorted(os.readlink(f'/proc/self/fd/{f}') for f in os.listdir('/proc/self/fd') if os.path.exists(f'/proc/self/fd/{f}')))", expect: 'completed', check: (b) => expect(b.outputs[0].text).not.toContain('socket:') },
   // filesystem
-  { name: 'a write outside the scratch directory', code: () => `open('${MARKER}', 'w').write('escaped')`, expect: 'completed' },
-  { name: 'a write into the code', code: () => "import sandbox, os\nopen(os.path.join(os.path.dirname(sandbox.__file__), 'evil.py'), 'w')", expect: 'failed', check: errorName('PermissionError') },
+  // Lambda: everything but /tmp is a read-only filesystem (OSError EROFS).
+  { name: 'a write outside the scratch directory', code: () => `open('${MARKER}', 'w').write('escaped')`, expect: 'completed', lambda: { expect: 'failed', check: errorName('OSError') } },
+  { name: 'a write into the code', code: () => "import sandbox, os\nopen(os.path.join(os.path.dirname(sandbox.__file__), 'evil.py'), 'w')", expect: 'failed', check: errorName('PermissionError'), lambda: { expect: 'failed', check: errorName('OSError') } },
   { name: 'a .pth for the next interpreter', code: () => "open('/tmp/zzz-evil.pth', 'w').write('import os')", expect: 'completed' },
   { name: 'a symlink to /etc/shadow', code: () => "import os\nos.symlink('/etc/shadow', 'shadow.txt')", expect: 'completed', check: (b) => expect(b.outputs.some((o: any) => o.type === 'file')).toBe(false) },
   { name: 'reading /etc/shadow', code: () => "print(open('/etc/shadow').read())", expect: 'failed', check: errorName('PermissionError') },
@@ -149,7 +202,8 @@ const ATTACKS: Attack[] = [
   { name: 'os.system', code: () => "import os\nos.system('id')", expect: 'failed', check: errorName('PermissionError') },
   { name: 'subprocess', code: () => "import subprocess\nsubprocess.run(['sh', '-c', 'env'])", expect: 'failed', check: errorName('PermissionError') },
   { name: 'pty', code: () => "import pty\npty.spawn('/bin/sh')", expect: 'failed', check: errorName('PermissionError') },
-  { name: 'unshare and mount', code: () => rawSyscall(sys(272, 97), 'ctypes.c_long(0x10000000)'), expect: 'completed', check: (b) => expect(b.outputs[0].text).toBe('rc -1') },
+  // Lambda: no nested filter; a user namespace is the kernel's to grant (it gives no power outside it).
+  { name: 'unshare and mount', code: () => rawSyscall(sys(272, 97), 'ctypes.c_long(0x10000000)'), expect: 'completed', check: (b) => expect(b.outputs[0].text).toBe('rc -1'), lambda: { expect: 'completed', check: printed('rc -1', 'rc 0') } },
   { name: 'bpf', code: () => rawSyscall(sys(321, 280), 'ctypes.c_long(0)', 'None', 'ctypes.c_long(0)'), expect: 'completed', check: (b) => expect(b.outputs[0].text).toBe('rc -1') },
   // resources
   { name: 'a memory bomb', code: () => 'x = bytearray(64 * 1024**3)', expect: 'failed', check: errorName('MemoryError') },
@@ -175,6 +229,7 @@ const ATTACKS: Attack[] = [
 describe.each([
   ['root', {}],
   ['deployed', { SANDBOX_WORKER_UID_BASE: String(WORKER_UID_BASE) }],
+  ['lambda', { SANDBOX_POSTURE: 'lambda', SANDBOX_WORKER_UID_BASE: String(LAMBDA_UID_BASE) }],
 ] as const)('attacks through the HTTP API (%s posture)', (name, env) => {
   beforeAll(async () => {
     posture = name
@@ -203,7 +258,11 @@ describe.each([
 
   it('runs in the posture it claims', async () => {
     expect(ctx.service.layers.posture).toBe(name)
-    expect(ctx.service.layers.seccomp).toBe(true)
+    // Inside Lambda the nested filter is refused (docs/lambda-environment.md), and reported so.
+    expect(ctx.service.layers.seccomp).toBe(name !== 'lambda')
+    if (name === 'lambda') {
+      expect(Object.keys(ctx.service.refused ?? {}).sort()).toEqual(['no_new_privs', 'pdeathsig', 'seccomp', 'subreaper'])
+    }
   })
 
   it('has at least 40 distinct attacks', () => {
@@ -217,7 +276,8 @@ describe.each([
       api: Number(new URL(ctx.service.url).port),
       lambda: Number(new URL(ctx.service.lambdaUrl).port),
     }
-    const expected = (posture === 'deployed' && attack.deployed) || attack
+    const expected =
+      (posture === 'lambda' && (attack.lambda ?? attack.deployed)) || (posture === 'deployed' && attack.deployed) || attack
     rmSync(MARKER, { force: true })
     const hitsBefore = hits
     const res = await execute(ctx.service, attack.code(ports))
@@ -254,6 +314,11 @@ describe.each([
       { authorization: `Bearer ${victimKey}` },
     )
     expect(victim.body.outputs).toEqual([{ type: 'text', source: 'stdout', text: '42 [] [] False False' }])
+    // The attacker's own organization gets its next answer from the runner, not a forgery.
+    if (/Runtime API/.test(attack.name)) {
+      const own = await execute(ctx.service, 'print(6 * 7)')
+      expect(own.body.outputs).toEqual([{ type: 'text', source: 'stdout', text: '42' }])
+    }
   })
 
   it('an input file: tampering never changes the stored original, and links out are not followed', async () => {
