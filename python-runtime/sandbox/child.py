@@ -19,7 +19,7 @@ import sys
 import traceback
 import types
 
-from . import frames, kernel, paths
+from . import frames, kernel, paths, procs
 from .layers import LayerRecord
 
 CELL = "<cell>"
@@ -56,6 +56,10 @@ def _vm_size_bytes() -> int:
 
 
 def _uid_task_count(uid: int) -> int:
+    """Tasks of the uid that will still exist while the block runs: the base RLIMIT_NPROC is set
+    on. An earlier block's process that is dying (killed, its exit still tearing memory down: the
+    runner need not wait for that) is left out, so the block never gets more than its share; a
+    zombie is counted, since one that PID 1 does not reap counts for good."""
     count = 0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -66,8 +70,11 @@ def _uid_task_count(uid: int) -> int:
         except OSError:
             continue
         fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-        if int(fields.get("Uid", "-1 ").split()[0]) == uid:
-            count += int(fields.get("Threads", "1").strip())
+        if int(fields.get("Uid", "-1 ").split()[0]) != uid:
+            continue
+        if not fields.get("State", "").strip().startswith("Z") and procs.dying(int(entry)):
+            continue
+        count += int(fields.get("Threads", "1").strip())
     return count
 
 

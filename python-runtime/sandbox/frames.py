@@ -5,7 +5,7 @@ input state, one 4-byte-length-prefixed raw message (no base64), in order.
 
 child -> runner (result pipe): frames of 1 type byte, 4-byte length, payload. The child is
 untrusted: the runner reads frames with a hard cap per type, rejects unknown types, and accepts
-STATE/PART only when it asked for the state (see runner.FrameReader and Runner._collect).
+STATE/PART only when it asked for the state (see collect.FrameReader and collect.collect).
 """
 from __future__ import annotations
 

@@ -31,6 +31,29 @@ def start_time(pid: int) -> str | None:
         return None
 
 
+_PF_EXITING = 0x4  # include/linux/sched.h
+_SIGKILL_BIT = 1 << 8  # signal 9 in the SigPnd/ShdPnd masks
+
+
+def dying(pid: int) -> bool:
+    """True when the process can never run user code again: it is exiting (PF_EXITING in the flags
+    of /proc/<pid>/stat, field 9) or a SIGKILL is pending for it (a fatal signal ends the whole
+    thread group before it returns to user space, and makes its fork fail). A gone process is
+    dying too. Tearing down a forked copy of the zygote's memory takes milliseconds: a sweep
+    need not wait for it to finish."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            flags = int(f.read().rsplit(")", 1)[1].split()[6])
+        if flags & _PF_EXITING:
+            return True
+        st = proc_status(str(pid))
+    except (OSError, IndexError, ValueError):
+        return True
+    if st is None:
+        return True
+    return any(int(st.get(mask, "0"), 16) & _SIGKILL_BIT for mask in ("SigPnd", "ShdPnd"))
+
+
 def zombies_of_uid(uid: int) -> int:
     """How many zombies (exited, not yet reaped) have real uid `uid`."""
     count = 0

@@ -2,8 +2,9 @@
 included, verified dead before its uid (or, same uid, the next block) runs again.
 
 Root posture: each block has its own uid, killed at once with kill(-1) sent as that uid.
-Deployed posture (one uid for runner and blocks, as inside Lambda): stop-then-kill sweeps of the
-runner's subtree until one finds nothing. Either way, what cannot be verified ends the process
+Deployed and lambda postures (one uid for runner and blocks): stop-then-kill sweeps of the
+runner's subtree, and of every process of the uid when it is the runner's alone (always inside
+Lambda, where no subreaper brings orphans back to the runner), until one finds nothing. Either way, what cannot be verified ends the process
 (exit 75) so that the environment is discarded (fail closed).
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from typing import Callable
 
 from .config import Config
-from .procs import children, descendants, live_pids_of_uid, start_time, zombies_of_uid
+from .procs import children, descendants, dying, live_pids_of_uid, start_time, zombies_of_uid
 
 # One logger for all of the runner's modules: its lines read as they always have.
 log = logging.getLogger("sandbox.runner")
@@ -155,15 +156,17 @@ class Reaper:
         return victims - (self.zygote_children() - {block_pid})
 
     def sweep_same_uid(self, child_pid: int) -> bool:
-        """Deployed posture: no other uid exists, so stop-then-kill until a sweep finds none.
+        """One uid for runner and blocks (deployed, lambda): stop-then-kill until a sweep finds none.
         True when a sweep found nothing left of the block (child_pid and what it started)."""
         protected = self._protected()
         try:
             os.kill(child_pid, signal.SIGKILL)
         except OSError:
             pass
+        killed: set[int] = {child_pid}
         for _ in range(self.config.limits["max_processes"] + 10):
-            victims = self._sweep_candidates(protected, child_pid)
+            # One this sweep killed that can never run again counts as gone (its exit may take ms).
+            victims = {pid for pid in self._sweep_candidates(protected, child_pid) if pid not in killed or not dying(pid)}
             if not victims:
                 if not self.subreaper and zombies_of_uid(os.getuid()) > MAX_ZOMBIES:
                     fail_closed("more than %d zombies of this uid that PID 1 does not reap; exiting so the "
@@ -178,8 +181,9 @@ class Reaper:
             for pid in victims:
                 try:
                     os.kill(pid, signal.SIGKILL)
+                    killed.add(pid)
                 except OSError:
                     pass
             self.reap_orphans()
             time.sleep(0.0005)
-        return not self._sweep_candidates(protected, child_pid)
+        return not {pid for pid in self._sweep_candidates(protected, child_pid) if pid not in killed or not dying(pid)}

@@ -2,7 +2,7 @@
 
 It owns the credentials of the environment, so it never runs user code and never forks a
 process that will: blocks run in children of the zygote, which it starts with execve and a
-minimal environment. See DESIGN.md "Isolation" and docs in README.md.
+minimal environment. See docs/security.md and docs/lambda-environment.md.
 
 One block, and the module that does each step:
   standbys.py  the zygote and the standby pool: a child already forked and isolated

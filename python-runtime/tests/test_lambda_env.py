@@ -232,3 +232,22 @@ def test_without_a_subreaper_a_fork_bombs_orphans_do_not_keep_the_next_block_fro
         assert w.run(bomb)["status"] in ("timed_out", "failed")
         r = w.run(fork)
         assert (r["status"], texts(r)) == ("completed", "forked"), r
+
+
+def test_without_a_subreaper_a_shared_uid_that_is_not_exclusive_refuses_to_start(monkeypatch, tmp_path):
+    # Orphans would leave the runner's tree and only a scan of the whole uid finds them, which
+    # may kill only where the runner owns the uid: fail closed, and say why.
+    from sandbox import kernel
+    from sandbox.config import Config
+    from sandbox.runner import Runner, SandboxError
+
+    def refused() -> None:
+        raise OSError(1, "prctl(36): Operation not permitted")
+
+    monkeypatch.setattr(kernel, "set_child_subreaper", refused)
+    config = Config.from_env({"SANDBOX_POSTURE": "deployed", "SANDBOX_SCRATCH_ROOT": str(tmp_path / "s")})
+    try:
+        with pytest.raises(SandboxError, match="subreaper was refused and the uid is shared"):
+            Runner(config)
+    finally:
+        kernel.set_dumpable(True)  # the attempt made this test process non-dumpable
