@@ -448,8 +448,7 @@ async function main(): Promise<void> {
           rows.push(row(`${label}: lambda`, l!.lat, `sandbox ${ms(l!.sandbox.median)}`))
         }
         console.log(table(LAT_HEADER, rows))
-        const refused = Object.entries(lambda.layers).filter(([, v]) => v === false).map(([k]) => k)
-        console.log(`(lambda posture: refused ${refused.join(', ')}; each block is an invocation through the Runtime API, and the`)
+        console.log(`(lambda posture: refused ${Object.keys(lambda.refused).join(', ')}; each block is an invocation through the Runtime API, and the`)
         console.log(` response is posted only after the block's cleanup, as a Lambda handler must finish before it returns)`)
       } finally {
         await lambda?.stop()

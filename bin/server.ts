@@ -11,14 +11,14 @@ try {
   const layers = Object.entries(service.layers)
     .filter(([, v]) => v !== false)
     .map(([k, v]) => (v === true ? k : `${k}=${v}`))
-  // Refused: attempted and denied (e.g. by Lambda's seccomp profile), with the reason. A runner
-  // that reports no reasons: every layer that is false.
+  // Refused: attempted and denied (e.g. by Lambda's seccomp profile), with the reason. A layer
+  // that is false without a reason was not attempted: it does not apply to this posture.
   const refused = Object.entries(service.refused).map(([k, why]) => `${k} (${why})`)
   const off = Object.keys(service.layers).filter((k) => service.layers[k] === false && !(k in service.refused))
   console.log(`sandbox: ${config.SANDBOX_WORKERS} warm workers, ${service.posture} posture (${service.python})`)
   console.log(`isolation layers: ${layers.join(', ')}`)
   if (refused.length) console.log(`refused layers: ${refused.join(', ')}`)
-  if (off.length) console.log(`${refused.length ? 'not used in this posture' : 'refused layers'}: ${off.join(', ')}`)
+  if (off.length) console.log(`not used in this posture: ${off.join(', ')}`)
   console.log(`local Lambda endpoint: ${service.lambdaUrl}`)
   console.log(`API: ${service.url}  (organization ${service.organizationId})`)
   if (service.keyCreated) {

@@ -89,9 +89,14 @@ function deny(res: ServerResponse, reason: string): void {
 export function startS3Gate(targetPort: number, credentials: Credentials, region: string, log: (line: string) => void): Promise<Server> {
   const server = createServer(async (req: IncomingMessage, res: ServerResponse) => {
     const method = req.method ?? ''
+    // SigV4: every x-amz-* header must be signed, and these URLs sign only host (an unsigned
+    // x-amz-copy-source would turn a PUT URL into a read of another object).
+    const unsigned = Object.keys(req.headers).find((h) => h.toLowerCase().startsWith('x-amz-'))
     const reason = !METHODS.has(method)
       ? `method ${method} is not allowed`
-      : await checkPresigned(method, req.headers.host ?? '', req.url ?? '/', credentials, region).catch((e: Error) => e.message)
+      : unsigned
+        ? `header ${unsigned} is not signed`
+        : await checkPresigned(method, req.headers.host ?? '', req.url ?? '/', credentials, region).catch((e: Error) => e.message)
     if (reason) {
       log(`[s3 gate] refused ${method} ${req.url?.split('?')[0]}: ${reason}`)
       req.resume()

@@ -88,6 +88,21 @@ function publicRuntimeCopy(): string {
   return target
 }
 
+/**
+ * DATA_DIR holds every organization's objects (s3rver), table (dynalite) and the key's hash:
+ * sandboxed blocks run under other uids on this host, so only root (the server) may list it or
+ * read what it stores. 0711 keeps the sandbox's venv (DATA_DIR/venv, 0755) reachable by path;
+ * everything else in it is made 0700 (folders) or 0600 (files).
+ */
+function protectDataDir(dataDir: string): void {
+  mkdirSync(dataDir, { recursive: true })
+  chmodSync(dataDir, 0o711)
+  for (const entry of readdirSync(dataDir, { withFileTypes: true })) {
+    if (entry.name === 'venv') continue
+    chmodSync(join(dataDir, entry.name), entry.isDirectory() ? 0o700 : 0o600)
+  }
+}
+
 const close = (server: Server) => new Promise<void>((r) => server.close(() => r()))
 
 /**
@@ -107,26 +122,28 @@ export async function startLocalService(
   } = {},
 ): Promise<LocalService> {
   const log = options.log ?? ((line: string) => console.log(line))
-  const python = ensurePython({ python: config.PYTHON, dataDir: config.DATA_DIR, root: PROJECT_ROOT, log })
-  const persist = options.persist !== false
-  if (persist) mkdirSync(config.DATA_DIR, { recursive: true })
-  const dynamo = await startLocalDynamo(persist ? join(config.DATA_DIR, 'dynamodb') : undefined, TABLE_NAME)
-  if (persist) writeFileSync(localDynamoEndpointFile(config.DATA_DIR), dynamo.endpoint)
-  const s3 = await startLocalS3(persist ? config.DATA_DIR : undefined)
-  const s3Credentials = newLocalS3Credentials()
+  // Checked before anything starts: a refused start leaves nothing behind (no stale endpoint file).
   const posture = config.SANDBOX_POSTURE
-  // Lambda posture: blocks can open sockets (no seccomp inside Lambda), so S3 is reached only
-  // through a gate that admits presigned URLs, as the VPC's endpoint and S3's signatures do.
-  const gate = posture === 'lambda' ? await startS3Gate(Number(new URL(s3.endpoint).port), s3Credentials, 'us-east-1', log) : undefined
   const workerUidBase = config.SANDBOX_WORKER_UID_BASE
   const root = process.getuid?.() === 0
   if (posture === 'lambda' && !root) {
-    throw new Error('SANDBOX_POSTURE=lambda needs the server to run as root (it builds each worker\'s emulated Lambda environment, then drops to a uid)')
+    throw new Error('SANDBOX_POSTURE=lambda needs the server to run as root (it builds each worker\'s emulated Lambda environment, then drops to a uid); as another user, use SANDBOX_POSTURE=deployed')
   }
   if (posture === 'root' && !root) throw new Error('SANDBOX_POSTURE=root needs the server to run as root')
   if (workerUidBase !== undefined && !root) {
     throw new Error('SANDBOX_WORKER_UID_BASE needs the server to run as root (it starts workers as other uids)')
   }
+  const python = ensurePython({ python: config.PYTHON, dataDir: config.DATA_DIR, root: PROJECT_ROOT, log })
+  const persist = options.persist !== false
+  if (persist) protectDataDir(config.DATA_DIR)
+  const dynamo = await startLocalDynamo(persist ? join(config.DATA_DIR, 'dynamodb') : undefined, TABLE_NAME)
+  if (persist) writeFileSync(localDynamoEndpointFile(config.DATA_DIR), dynamo.endpoint, { mode: 0o600 })
+  const s3 = await startLocalS3(persist ? config.DATA_DIR : undefined)
+  if (persist) protectDataDir(config.DATA_DIR) // the stores' folders, just made
+  const s3Credentials = newLocalS3Credentials()
+  // Lambda posture: blocks can open sockets (no seccomp inside Lambda), so S3 is reached only
+  // through a gate that admits presigned URLs, as the VPC's endpoint and S3's signatures do.
+  const gate = posture === 'lambda' ? await startS3Gate(Number(new URL(s3.endpoint).port), s3Credentials, 'us-east-1', log) : undefined
   // Workers under another uid may not be able to read a checkout under a private directory.
   const runtimeDir = workerUidBase === undefined ? join(PROJECT_ROOT, 'python-runtime') : publicRuntimeCopy()
   const pool = new WorkerPool({
@@ -163,6 +180,7 @@ export async function startLocalService(
     await close(dynamo.server)
     await s3.stop()
     if (gate) await close(gate)
+    if (persist) rmSync(localDynamoEndpointFile(config.DATA_DIR), { force: true })
     if (runtimeDir !== join(PROJECT_ROOT, 'python-runtime')) rmSync(dirname(runtimeDir), { recursive: true, force: true })
     throw error
   }

@@ -80,6 +80,7 @@ _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
 CLONE_NEWNET = 0x40000000
 RUNTIME_API_PORT = 9001  # where Lambda serves it, on every environment's loopback
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
@@ -135,7 +136,8 @@ def _rebuild_dev() -> None:
 
 def enter_mount_namespace() -> None:
     """Everything read-only but /tmp (and /proc, as in Lambda); /dev without shm."""
-    _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+    # Each Lambda environment is its own VM: its own System V IPC and POSIX message queues too.
+    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWIPC), "unshare(CLONE_NEWNS | CLONE_NEWIPC)")
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     if not any(point == "/tmp" for point, _ in _mount_points()):
         _mount("/tmp", "/tmp", None, MS_BIND | MS_REC)
@@ -169,6 +171,10 @@ def _loopback_up() -> None:
         fcntl.ioctl(s.fileno(), 0x8914, struct.pack("16sh22x", b"lo", flags | 1))  # SIOCSIFFLAGS
 
 
+MAX_CONNECTIONS = 64  # per environment; a block that opens more gets them closed at once
+_open = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+
 def _pump(src: socket.socket, dst: socket.socket) -> None:
     try:
         while data := src.recv(1 << 16):
@@ -181,6 +187,22 @@ def _pump(src: socket.socket, dst: socket.socket) -> None:
                 sock.shutdown(how)
             except OSError:
                 pass
+
+
+_pairs_lock = threading.Lock()
+
+
+def _pair(src: socket.socket, dst: socket.socket, left: list[int]) -> None:
+    """One direction of a connection; the second of the pair to finish closes both and frees
+    the connection's slot."""
+    _pump(src, dst)
+    with _pairs_lock:
+        left[0] -= 1
+        last = left[0] == 0
+    if last:
+        src.close()
+        dst.close()
+        _open.release()
 
 
 def _serve_forwards(listeners: dict[socket.socket, int], host_ns: int, life: int) -> None:
@@ -202,11 +224,21 @@ def _serve_forwards(listeners: dict[socket.socket, int], host_ns: int, life: int
                 os._exit(0)
             try:
                 inside, _addr = key.fileobj.accept()
+            except OSError:
+                time.sleep(0.01)  # e.g. EMFILE: never spin on a listener that stays readable
+                continue
+            if not _open.acquire(blocking=False):
+                inside.close()
+                continue
+            try:
                 outside = socket.create_connection(("127.0.0.1", listeners[key.fileobj]))
             except OSError:
+                inside.close()
+                _open.release()
                 continue
+            left = [2]
             for a, b in ((inside, outside), (outside, inside)):
-                threading.Thread(target=_pump, args=(a, b), daemon=True).start()
+                threading.Thread(target=_pair, args=(a, b, left), daemon=True).start()
 
 
 def enter_network_namespace(forwards: dict[int, int]) -> None:

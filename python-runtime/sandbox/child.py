@@ -19,7 +19,7 @@ import sys
 import traceback
 import types
 
-from . import frames, kernel, paths, procs
+from . import frames, kernel, paths
 from .layers import LayerRecord
 
 CELL = "<cell>"
@@ -56,10 +56,10 @@ def _vm_size_bytes() -> int:
 
 
 def _uid_task_count(uid: int) -> int:
-    """Tasks of the uid that will still exist while the block runs: the base RLIMIT_NPROC is set
-    on. An earlier block's process that is dying (killed, its exit still tearing memory down: the
-    runner need not wait for that) is left out, so the block never gets more than its share; a
-    zombie is counted, since one that PID 1 does not reap counts for good."""
+    """Tasks of the uid now, the base RLIMIT_NPROC is set on: zombies and dying processes (an
+    earlier block's, killed, still tearing memory down, or orphans PID 1 has not reaped yet)
+    included, since the kernel counts them until they are reaped. Their reaping during the block
+    gives it that much more room; leaving them out would refuse its forks until PID 1 reaps."""
     count = 0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -70,11 +70,8 @@ def _uid_task_count(uid: int) -> int:
         except OSError:
             continue
         fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-        if int(fields.get("Uid", "-1 ").split()[0]) != uid:
-            continue
-        if not fields.get("State", "").strip().startswith("Z") and procs.dying(int(entry)):
-            continue
-        count += int(fields.get("Threads", "1").strip())
+        if int(fields.get("Uid", "-1 ").split()[0]) == uid:
+            count += int(fields.get("Threads", "1").strip())
     return count
 
 

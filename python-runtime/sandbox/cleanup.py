@@ -1,7 +1,9 @@
-"""Files a block leaves behind: the scratch root made safe at start-up, and after each block its
-working directory and its entries in /tmp, /var/tmp and /dev/shm removed (processes: reaper.py)."""
+"""What a block leaves behind: the scratch root made safe at start-up, and after each block its
+working directory, its entries in /tmp, /var/tmp and /dev/shm, and its System V IPC objects
+removed (processes: reaper.py)."""
 from __future__ import annotations
 
+import ctypes
 import os
 import stat
 import time
@@ -11,6 +13,37 @@ from .config import Config
 from .errors import SandboxError
 
 TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+IPC_RMID = 0
+# /proc/sysvipc/<kind>: (id column, owner uid column, creator uid column) and how to remove one.
+_IPC = {
+    "shm": (1, 7, 9, lambda i: _libc.shmctl(i, IPC_RMID, None)),
+    "msg": (1, 7, 9, lambda i: _libc.msgctl(i, IPC_RMID, None)),
+    "sem": (1, 4, 6, lambda i: _libc.semctl(i, 0, IPC_RMID)),
+}
+
+
+def remove_ipc(uids: set[int]) -> int:
+    """Remove every System V shared memory segment, message queue and semaphore set that one of
+    `uids` owns or created: they outlive processes, and a segment holds memory no rlimit counts.
+    Where seccomp is granted the block cannot make them (kernel._DENY); inside Lambda it can.
+    Returns how many were removed. POSIX message queues are not listed here (no mqueue mount)."""
+    removed = 0
+    for kind, (id_col, uid_col, cuid_col, rmid) in _IPC.items():
+        try:
+            with open(f"/proc/sysvipc/{kind}") as f:
+                rows = [line.split() for line in f.readlines()[1:]]
+        except OSError:
+            continue
+        for row in rows:
+            try:
+                if int(row[uid_col]) in uids or int(row[cuid_col]) in uids:
+                    removed += rmid(int(row[id_col])) == 0
+            except (IndexError, ValueError):
+                continue
+    return removed
 
 
 def make_scratch_root(root: str) -> None:

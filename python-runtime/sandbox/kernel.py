@@ -83,6 +83,9 @@ _DENY = {
                    kexec_load=246, add_key=248, request_key=249, keyctl=250, unshare=272,
                    perf_event_open=298, name_to_handle_at=303, open_by_handle_at=304, setns=308,
                    process_vm_readv=310, process_vm_writev=311, kcmp=312, finit_module=313,
+                   # System V IPC and POSIX message queues outlive the block (remove_ipc is the
+                   # other wall, where no filter is granted); no scientific package needs them.
+                   shmget=29, semget=64, msgget=68, mq_open=240,
                    kexec_file_load=320, bpf=321, userfaultfd=323, io_uring_setup=425,
                    io_uring_enter=426, io_uring_register=427, open_tree=428, move_mount=429,
                    fsopen=430, fsconfig=431, fsmount=432, fspick=433, pidfd_getfd=438,
@@ -95,6 +98,7 @@ _DENY = {
                     perf_event_open=241, name_to_handle_at=264, open_by_handle_at=265, setns=268,
                     process_vm_readv=270, process_vm_writev=271, kcmp=272, finit_module=273,
                     bpf=280, userfaultfd=282, kexec_file_load=294, io_uring_setup=425,
+                    mq_open=180, msgget=186, semget=190, shmget=194,
                     io_uring_enter=426, io_uring_register=427, open_tree=428, move_mount=429,
                     fsopen=430, fsconfig=431, fsmount=432, fspick=433, pidfd_getfd=438,
                     mount_setattr=442),

@@ -155,6 +155,18 @@ class Reaper:
         # the scan so a standby forked meanwhile is never taken for a survivor.
         return victims - (self.zygote_children() - {block_pid})
 
+    def _check_zombies(self, killed: set[int]) -> None:
+        """Without a subreaper this block's killed processes become PID 1's zombies. If they (with
+        those left before) pass MAX_ZOMBIES, wait up to 3 s for PID 1 to reap them, then exit (75)
+        if it has not: this block's invocation fails, not an innocent later one."""
+        uid = os.getuid()
+        deadline = time.monotonic() + 3.0
+        while zombies_of_uid(uid) + len(killed.intersection(live_pids_of_uid(uid))) > MAX_ZOMBIES:
+            if time.monotonic() > deadline:
+                fail_closed("more than %d zombies of this uid that PID 1 does not reap; exiting so the "
+                            "environment is discarded", MAX_ZOMBIES)
+            time.sleep(0.05)
+
     def sweep_same_uid(self, child_pid: int) -> bool:
         """One uid for runner and blocks (deployed, lambda): stop-then-kill until a sweep finds none.
         True when a sweep found nothing left of the block (child_pid and what it started)."""
@@ -168,9 +180,8 @@ class Reaper:
             # One this sweep killed that can never run again counts as gone (its exit may take ms).
             victims = {pid for pid in self._sweep_candidates(protected, child_pid) if pid not in killed or not dying(pid)}
             if not victims:
-                if not self.subreaper and zombies_of_uid(os.getuid()) > MAX_ZOMBIES:
-                    fail_closed("more than %d zombies of this uid that PID 1 does not reap; exiting so the "
-                                "environment is discarded", MAX_ZOMBIES)
+                if not self.subreaper:
+                    self._check_zombies(killed)
                 return True
             # Stop first so nothing can fork between our look and our kill.
             for pid in victims:

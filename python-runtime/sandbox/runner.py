@@ -22,7 +22,7 @@ import shutil
 import time
 
 from . import contract, kernel, transfer
-from .cleanup import Wiper, make_scratch_root
+from .cleanup import Wiper, make_scratch_root, remove_ipc
 from .collect import Block, collect
 from .config import Config
 from .errors import SandboxError, TenantMismatch
@@ -95,7 +95,7 @@ class Runner:
             self.pool.stop_zygote()
             why = "; ".join(f"{l}: {self.refused[l]}" for l in missing if l in self.refused)
             raise SandboxError(
-                "isolation layers required by the configuration are not available on this kernel: "
+                "isolation layers required by the configuration are not granted here (refused by the kernel or, inside Lambda, its seccomp profile): "
                 + ", ".join(missing) + (f" ({why})" if why else "") + ". Refusing to start (fail "
                 f"closed). Set SANDBOX_REQUIRE to the layers you accept, or run where they are granted.")
         if self.refused:
@@ -232,6 +232,7 @@ class Runner:
         waiting = {str(sb.pid) for sb in pool.standbys} | {str(p) for p in self.reaper.zygote_children() - {child_pid}}
         self.wiper.wipe(uid, waiting=waiting, keep={self.config.scratch_root, pool.mpl_dir},
                         standby_uids={sb.uid for sb in pool.standbys} | set(pool.pending))
+        remove_ipc({os.getuid() if uid is None else uid})
 
 
 # --- Lambda entry point ---------------------------------------------------------------------------

@@ -352,7 +352,7 @@ def test_deployed_kill_all_ends_the_worker_which_fails_closed(fresh_worker):
 
 
 def test_required_layer_missing_fails_closed(fresh_worker):
-    with pytest.raises(RuntimeError, match="not available on this kernel: netns"):
+    with pytest.raises(RuntimeError, match="are not granted here .*: netns"):
         fresh_worker("deployed", SANDBOX_REQUIRE="seccomp,netns")
 
 
@@ -453,3 +453,17 @@ def test_a_new_runner_kills_what_a_dead_runner_left_behind(fresh_worker):
         assert not os.path.exists(marker)
     finally:
         second.close()
+
+
+def test_system_v_ipc_does_not_outlive_the_block(worker):
+    # A segment outlives every process and holds memory no rlimit counts. Where seccomp is granted
+    # the block cannot make one; inside Lambda it can, and the cleanup removes it.
+    x86 = os.uname().machine == "x86_64"
+    shmget = 29 if x86 else 194
+    make = ("import ctypes\nf = ctypes.pythonapi.syscall\nf.restype = ctypes.c_long\n"
+            f"print(f(ctypes.c_long({shmget}), ctypes.c_long(0x5ca1ab1e), ctypes.c_long(1 << 20), ctypes.c_long(0o1666)))")
+    made = int(texts(worker.run(make)))
+    assert (made >= 0) == (worker.posture == "lambda")
+    worker.settle()
+    find = make.replace("ctypes.c_long(1 << 20), ctypes.c_long(0o1666)", "ctypes.c_long(0), ctypes.c_long(0)")
+    assert texts(worker.run(find)) == "-1"

@@ -139,7 +139,7 @@ def test_the_sandbox_runs_in_the_lambda_posture_and_reports_each_refused_layer(f
 
 @needs_root
 def test_a_layer_the_lambda_posture_cannot_get_stops_start_up_when_required(fresh_worker):
-    with pytest.raises(RuntimeError, match="not available.*seccomp"):
+    with pytest.raises(RuntimeError, match="not granted here.*seccomp"):
         fresh_worker("lambda", SANDBOX_REQUIRE="clean_env,seccomp")
 
 
@@ -251,3 +251,47 @@ def test_without_a_subreaper_a_shared_uid_that_is_not_exclusive_refuses_to_start
             Runner(config)
     finally:
         kernel.set_dumpable(True)  # the attempt made this test process non-dumpable
+
+
+@needs_root
+def test_the_forwarder_holds_at_most_its_connection_cap(fresh_worker):
+    # A root process carries the bytes: a block must not make it (or the server behind it) hold
+    # an unbounded number of connections.
+    import socket
+    import threading
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(512)
+    accepted = []
+    stop = threading.Event()
+
+    def accept():
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(srv.accept()[0])
+            except OSError:
+                pass
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    try:
+        port = srv.getsockname()[1]
+        w = fresh_worker("lambda", SANDBOX_LAMBDA_FORWARD_PORTS=str(port))
+        x86 = os.uname().machine == "x86_64"
+        code = ("import ctypes, os, struct, time\nf = ctypes.pythonapi.syscall\nf.restype = ctypes.c_long\n"
+                f"addr = struct.pack('<H', 2) + struct.pack('>H', {port}) + bytes([127, 0, 0, 1]) + bytes(8)\n"
+                "ok = 0\nfor _ in range(150):\n"
+                f"    fd = f(ctypes.c_long({41 if x86 else 198}), ctypes.c_long(2), ctypes.c_long(1), ctypes.c_long(0))\n"
+                f"    ok += f(ctypes.c_long({42 if x86 else 203}), ctypes.c_long(fd), ctypes.c_char_p(addr), ctypes.c_long(16)) == 0\n"
+                "time.sleep(1)\nprint(ok)")
+        r = w.run(code)
+        assert int(texts(r)) == 150  # the forwarder accepts every one inside...
+        assert 0 < len(accepted) <= lambda_env.MAX_CONNECTIONS  # ...and carries at most its cap
+    finally:
+        stop.set()
+        t.join()
+        for c in accepted:
+            c.close()
+        srv.close()
+
