@@ -4,7 +4,8 @@ Never shipped (the image copies only sandbox/). Run as root; it builds, as close
 allows, what the sandbox meets inside Lambda (docs/lambda-environment.md), then execs the
 Runtime API client (runtime_client.py beside this file, or SANDBOX_LAMBDA_EXEC) as one non-root uid:
 
-1. a private mount namespace: every mount read-only except /tmp; /dev rebuilt without /dev/shm;
+1. private mount and IPC namespaces: every mount read-only except /tmp; /dev rebuilt without
+   /dev/shm; System V IPC and POSIX message queues of its own (each Lambda environment is a VM);
    a private network namespace holding only loopback, where 127.0.0.1:9001 is the Runtime API
    and the ports in SANDBOX_LAMBDA_FORWARD_PORTS (the local S3) reach the host, as a VPC whose
    only way out is the S3 gateway endpoint (a root forwarder process carries the bytes);
