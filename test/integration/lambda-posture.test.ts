@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { api, execute, startTestService, TEST_KEY } from '../support/local'
+import { api, execute, executeOnceBack, startTestService, TEST_KEY } from '../support/local'
 
 // SANDBOX_POSTURE=lambda: every worker is an emulated Lambda environment
 // (python-runtime/emulation/lambda_env.py) whose runtime client polls the worker's own Runtime
@@ -89,13 +89,8 @@ describe.skipIf(process.getuid?.() !== 0)('the lambda posture (needs root)', () 
     expect(res.body.error.code).toBe('sandbox_unavailable')
     expect(res.body.error.message).toContain('Runtime.ExitError')
     // Nothing of the old environment's uid survives it (its zygote has no parent-death signal).
-    let after
-    for (let i = 0; i < 60; i++) {
-      after = await execute(ctx.service, "print('back')")
-      if (after.status === 200) break
-      await new Promise((r) => setTimeout(r, 500))
-    }
-    expect(after!.body.outputs[0].text).toBe('back')
+    const after = await executeOnceBack(ctx.service, "print('back')")
+    expect(after.body.outputs[0].text).toBe('back')
     expect(ctx.service.pool.workerPids()).not.toContain(pid)
     const alive = new Set(processesOf(WORKER_UID_BASE))
     expect(environment.filter((p) => alive.has(p))).toEqual([])

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { execute, startTestService } from '../support/local'
+import { execute, executeOnceBack, startTestService } from '../support/local'
 
 let ctx: Awaited<ReturnType<typeof startTestService>>
 
@@ -34,11 +34,6 @@ it('a worker that dies mid-block gives a clean error and is replaced', async () 
   expect(res.status).toBe(503)
   expect(res.body.error.code).toBe('sandbox_unavailable')
   // The pool starts a fresh worker in its place.
-  let after
-  for (let i = 0; i < 60; i++) {
-    after = await execute(ctx.service, "print('back')")
-    if (after.status === 200) break
-    await new Promise((r) => setTimeout(r, 500))
-  }
-  expect(after!.body.outputs[0].text).toBe('back')
+  const after = await executeOnceBack(ctx.service, "print('back')")
+  expect(after.body.outputs[0].text).toBe('back')
 })

@@ -64,3 +64,13 @@ export async function api(
 
 export const execute = (service: LocalService, code: string, extra: Record<string, unknown> = {}, org = 'org_test') =>
   api(service, 'POST', '/v1/executions', { organization_id: org, code, ...extra })
+
+/** Runs `code` until the service answers 200 (a replaced worker may still be starting): every 0.5 s, up to 30 s. */
+export async function executeOnceBack(service: LocalService, code: string) {
+  let res = await execute(service, code)
+  for (let i = 0; i < 60 && res.status !== 200; i++) {
+    await new Promise((r) => setTimeout(r, 500))
+    res = await execute(service, code)
+  }
+  return res
+}
