@@ -16,7 +16,7 @@ const LocalEnv = z.object({
   SANDBOX_SLOT_UID_BASE: z.coerce.number().int().min(1000).max(4_000_000_000).default(61_000),
   /**
    * How the workers run: root (as root, blocks under per-slot uids, namespaces), deployed (one
-   * non-root uid per worker, the runner's deployed posture), lambda (each worker in an emulated
+   * non-root uid per worker with every layer required: stricter than Lambda), lambda (each worker in an emulated
    * Lambda environment, driven through the Runtime API). auto or unset: deployed when
    * SANDBOX_WORKER_UID_BASE is set, else root as root, else deployed (as the server's own uid).
    */
