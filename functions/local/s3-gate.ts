@@ -72,6 +72,18 @@ export async function checkPresigned(
   return want.length === got.length && timingSafeEqual(want, got) ? null : 'signature does not match'
 }
 
+/**
+ * Whether the raw request target is exactly what a URL parser makes of it. The signature is
+ * checked on the parsed path, and s3rver joins the raw one into a file path: a target that
+ * parsing changes (`..`, `.`, `\`, `%2e`, `%5c`) could be signed as one object and stored as
+ * another file, anywhere on the host (found by a review). Such a target is never presigned.
+ */
+export function isCanonical(target: string): boolean {
+  if (!target.startsWith('/') || /\\|%5c|%2e/i.test(target)) return false
+  const parsed = new URL(target, 'http://gate.invalid')
+  return parsed.pathname + parsed.search === target || parsed.pathname + parsed.search === target.replace(/\?$/, '')
+}
+
 function deny(res: ServerResponse, reason: string): void {
   const body = `<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>${reason}</Message></Error>`
   res.writeHead(403, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body) })
@@ -84,7 +96,7 @@ function deny(res: ServerResponse, reason: string): void {
  * unsigned requests as anonymous. The lambda posture's network namespace reaches S3 through
  * this gate only, so a block that opens a socket (no seccomp inside Lambda) can fetch or put
  * only the objects the API presigned for its request, as the real endpoint policy and signatures
- * allow. Listens on 127.0.0.1:0; forwards to 127.0.0.1:`targetPort` with the Host header kept.
+ * allow: the presigned URL's exact, canonical path, no unsigned x-amz-* header. Listens on 127.0.0.1:0; forwards to 127.0.0.1:`targetPort` with the Host header kept.
  */
 export function startS3Gate(targetPort: number, credentials: Credentials, region: string, log: (line: string) => void): Promise<Server> {
   const server = createServer(async (req: IncomingMessage, res: ServerResponse) => {
@@ -96,7 +108,9 @@ export function startS3Gate(targetPort: number, credentials: Credentials, region
       ? `method ${method} is not allowed`
       : unsigned
         ? `header ${unsigned} is not signed`
-        : await checkPresigned(method, req.headers.host ?? '', req.url ?? '/', credentials, region).catch((e: Error) => e.message)
+        : !isCanonical(req.url ?? '')
+          ? 'the path is not in canonical form (dot segments, backslashes or their escapes)'
+          : await checkPresigned(method, req.headers.host ?? '', req.url ?? '/', credentials, region).catch((e: Error) => e.message)
     if (reason) {
       log(`[s3 gate] refused ${method} ${req.url?.split('?')[0]}: ${reason}`)
       req.resume()

@@ -24,8 +24,8 @@ from .procs import children, descendants, dying, live_pids_of_uid, start_time, z
 log = logging.getLogger("sandbox.runner")
 
 FAIL_CLOSED_EXIT = 75
-# Without a subreaper a block's orphans are re-parented to PID 1, and a PID 1 that does not reap
-# them (as here: this machine's init does not) leaves zombies, which count against the uid's
+# Without a subreaper a block's orphans are re-parented to PID 1, and until PID 1 reaps them (this
+# machine's does so only every few seconds; Lambda's is unreported) they are zombies, which count against the uid's
 # process limit (Lambda: 1,024 per environment). Past this many, the environment is discarded.
 MAX_ZOMBIES = 256
 

@@ -14,11 +14,11 @@ const credentials = newLocalS3Credentials()
 const refusals: string[] = []
 
 /** A request to the gate carrying the Host the URL names, as the namespace's forwarder sends it. */
-function viaGate(method: string, url: string, body?: string, extra: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+function viaGate(method: string, url: string, body?: string, extra: Record<string, string> = {}, rawTarget?: string): Promise<{ status: number; body: string }> {
   const target = new URL(url)
   return new Promise((resolve, reject) => {
     const req = request(
-      { host: '127.0.0.1', port: gatePort(gate), method, path: target.pathname + target.search, headers: { host: target.host, ...extra, ...(body ? { 'content-length': Buffer.byteLength(body) } : {}) } },
+      { host: '127.0.0.1', port: gatePort(gate), method, path: rawTarget ?? target.pathname + target.search, headers: { host: target.host, ...extra, ...(body ? { 'content-length': Buffer.byteLength(body) } : {}) } },
       (res) => {
         let text = ''
         res.on('data', (c) => (text += c))
@@ -74,6 +74,23 @@ describe('the S3 gate of the lambda posture', () => {
     const res = await viaGate('PUT', put, '', { 'x-amz-copy-source': `/${LOCAL_BUCKET}/files/org_a/secret.csv` })
     expect(res.status).toBe(403)
     expect(res.body).toContain('x-amz-copy-source')
+  })
+
+  it('refuses a target that parsing would change: a signed path must name the file s3rver writes', async () => {
+    const put = new URL(await getSignedUrl(client, new PutObjectCommand({ Bucket: LOCAL_BUCKET, Key: 'files/org_b/own' }), { expiresIn: 60 }))
+    const tricks = [
+      // Parses to the signed path; s3rver would write outside the bucket (a review's escape).
+      // (were it passed, s3rver would write in its own temporary folder, outside the bucket)
+      `/${LOCAL_BUCKET}/../escape/EVIL\\..\\..\\${LOCAL_BUCKET}\\files\\org_b\\own`,
+      `/${LOCAL_BUCKET}/files/org_a/x/../../org_b/own`,
+      `/${LOCAL_BUCKET}/files/org_a/%2e%2e/org_b/own`,
+      `/${LOCAL_BUCKET}/files/./org_b/own`,
+    ]
+    for (const path of tricks) {
+      const res = await viaGate('PUT', put.toString(), 'x', {}, `${path}${put.search}`)
+      expect([path, res.status]).toEqual([path, 403])
+    }
+    expect((await viaGate('PUT', put.toString(), 'x')).status).toBe(200)
   })
 
   it('refuses a URL past its expiry', async () => {
