@@ -183,7 +183,17 @@ def become_standby(conf: dict, drop_uid: int | None, job_r: int, result_w: int, 
     if conf["layers"].get("audit_hook", True):
         sys.addaudithook(_audit)
         layers["audit_hook"] = True
+    _reseed_inherited_random_state()
     frames.write_json(result_w, frames.READY, record.to_json())
+
+
+def _reseed_inherited_random_state() -> None:
+    """Every child inherits the zygote's numpy global RandomState, so without this each block
+    drew the same "random" numbers (issue 13). Python's `random` reseeds itself at fork; numpy's
+    legacy global state does not. Seeded from the OS's entropy, as a fresh interpreter is."""
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed()
 
 
 _nproc_base = 0

@@ -116,3 +116,13 @@ def test_unserializable_values_are_dropped_by_name(worker):
     assert "g (generator" in notice
     r2 = worker.run("print(keep, 'g' in globals())", state=r["state"])
     assert texts(r2) == "1 False"
+
+
+def test_each_block_draws_fresh_random_numbers(worker):
+    # Each block is a fresh child of one zygote: numpy's global state must not be inherited as is
+    # (it was: three executions printed the same numbers), and neither may Python's.
+    for code in ("import numpy as np\nprint(list(np.random.randint(0, 10**9, 3)))",
+                 "import pandas as pd\nprint(pd.DataFrame({'a': range(1000)}).sample(3).index.tolist())",
+                 "import random\nprint(random.random())"):
+        outs = [worker.run(code)["outputs"][0]["text"] for _ in range(3)]
+        assert len(set(outs)) == 3, (code, outs)
