@@ -43,6 +43,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TASK_ROOT = os.path.dirname(HERE)
+sys.path.insert(0, TASK_ROOT)
+
+from sandbox.procs import live_pids_of_uid  # noqa: E402
 
 PR_SET_PDEATHSIG = 1
 PR_SET_NAME = 15
@@ -313,20 +316,7 @@ def install_refusals() -> None:
 def kill_uid(uid: int) -> None:
     """Lambda starts each environment fresh: nothing of an earlier worker of this uid survives."""
     for _ in range(100):
-        alive = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/status") as f:
-                    status = f.read()
-            except OSError:
-                continue
-            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-            if fields.get("State", "").strip().startswith(("Z", "X")):
-                continue
-            if int(fields.get("Uid", "-1").split()[0]) == uid:
-                alive.append(int(entry))
+        alive = live_pids_of_uid(uid)
         if not alive:
             return
         for pid in alive:

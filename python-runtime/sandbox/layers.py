@@ -37,9 +37,5 @@ class LayerRecord:
             self.refused[name] = reason
         return ok
 
-    def set(self, name: str, value: object) -> None:
-        """Records a layer decided without a kernel call (e.g. not asked for: False)."""
-        self.granted[name] = value
-
     def to_json(self) -> dict:
         return {"layers": dict(self.granted), "refused": dict(self.refused)}

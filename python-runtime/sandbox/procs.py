@@ -54,29 +54,32 @@ def dying(pid: int) -> bool:
     return any(int(st.get(mask, "0"), 16) & _SIGKILL_BIT for mask in ("SigPnd", "ShdPnd"))
 
 
-def zombies_of_uid(uid: int) -> int:
-    """How many zombies (exited, not yet reaped) have real uid `uid`."""
-    count = 0
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            st = proc_status(entry)
-            if st is not None and st.get("State", "").startswith("Z") and int(st.get("Uid", "-1").split()[0]) == uid:
-                count += 1
-    return count
-
-
-def live_pids_of_uid(uid: int, exclude: set[int] = frozenset()) -> list[int]:
-    """Processes (not zombies) whose real uid is uid, except the pids in exclude."""
-    found = []
+def scan_uid(uid: int, exclude: set[int] = frozenset()) -> tuple[list[int], int]:
+    """One pass over /proc: (pids of the live processes whose real uid is uid, except those in
+    exclude; how many of its processes are zombies, exited but not yet reaped)."""
+    live, zombies = [], 0
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) in exclude:
             continue
         st = proc_status(entry)
-        if st is None or st.get("State", "").startswith(("Z", "X")):
+        if st is None or int(st.get("Uid", "-1").split()[0]) != uid:
             continue
-        if int(st.get("Uid", "-1").split()[0]) == uid:
-            found.append(int(entry))
-    return found
+        state = st.get("State", "")
+        if state.startswith("Z"):
+            zombies += 1
+        elif not state.startswith("X"):
+            live.append(int(entry))
+    return live, zombies
+
+
+def zombies_of_uid(uid: int) -> int:
+    """How many zombies (exited, not yet reaped) have real uid `uid`."""
+    return scan_uid(uid)[1]
+
+
+def live_pids_of_uid(uid: int, exclude: set[int] = frozenset()) -> list[int]:
+    """Processes (not zombies) whose real uid is uid, except the pids in exclude."""
+    return scan_uid(uid, exclude)[0]
 
 
 def children(pid: int) -> set[int]:

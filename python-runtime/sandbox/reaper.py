@@ -18,7 +18,7 @@ import time
 from typing import Callable
 
 from .config import Config
-from .procs import children, descendants, dying, live_pids_of_uid, start_time, zombies_of_uid
+from .procs import children, descendants, dying, live_pids_of_uid, scan_uid, start_time
 
 # One logger for all of the runner's modules: its lines read as they always have.
 log = logging.getLogger("sandbox.runner")
@@ -161,7 +161,10 @@ class Reaper:
         if it has not: this block's invocation fails, not an innocent later one."""
         uid = os.getuid()
         deadline = time.monotonic() + 3.0
-        while zombies_of_uid(uid) + len(killed.intersection(live_pids_of_uid(uid))) > MAX_ZOMBIES:
+        while True:
+            live, zombies = scan_uid(uid)  # one pass over /proc per block in the usual case
+            if zombies + len(killed.intersection(live)) <= MAX_ZOMBIES:
+                return
             if time.monotonic() > deadline:
                 fail_closed("more than %d zombies of this uid that PID 1 does not reap; exiting so the "
                             "environment is discarded", MAX_ZOMBIES)

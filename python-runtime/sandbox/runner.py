@@ -97,7 +97,7 @@ class Runner:
             raise SandboxError(
                 "isolation layers required by the configuration are not granted here (refused by the kernel or, inside Lambda, its seccomp profile): "
                 + ", ".join(missing) + (f" ({why})" if why else "") + ". Refusing to start (fail "
-                f"closed). Set SANDBOX_REQUIRE to the layers you accept, or run where they are granted.")
+                "closed). Set SANDBOX_REQUIRE to the layers you accept, or run where they are granted.")
         if self.refused:
             log.warning("sandbox layers refused here (not required in the %s posture): %s",
                         self.config.posture, self.refused)
