@@ -12,7 +12,7 @@ export interface WorkerReply {
 
 /**
  * How workers run (README "Configuration"): root (blocks under per-slot uids, namespaces),
- * deployed (one non-root uid per worker, as inside Lambda), lambda (each worker in an emulated
+ * deployed (one non-root uid per worker, every layer required), lambda (each worker in an emulated
  * Lambda environment, driven through the Runtime API).
  */
 export type Posture = 'root' | 'deployed' | 'lambda'
