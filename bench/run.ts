@@ -22,6 +22,7 @@ const N_HTTP = 200
 const WARMUP = 20
 const N_FRESH = 20
 const N_FULL_STACK = 10
+const N_COLD = 3
 const PAUSE_MS = 50
 const THROUGHPUT_MS = 3_000
 const CONCURRENCY = [1, 2, 4, 8]
@@ -206,6 +207,21 @@ function freshPython(code: string, expect: string, n: number): Summary {
   return summarize(samples)
 }
 
+interface ColdStart {
+  drop_caches: boolean
+  rounds: Record<string, { ready_ms: number; first_ms: number; second_ms: number }[]>
+  zygote_import_ms: number | null
+  imports: [string, number][]
+}
+
+/** bench/cold_start.py: a worker started from nothing, page cache dropped where allowed. */
+function coldStart(): ColdStart {
+  const script = fileURLToPath(new URL('./cold_start.py', import.meta.url))
+  const out = spawnSync(SYSTEM_PYTHON, [script, String(N_COLD), '61700'], { encoding: 'utf8', timeout: 900_000 })
+  if (out.status !== 0) throw new Error(`cold_start.py failed (exit ${out.status}): ${out.stderr}`)
+  return JSON.parse(out.stdout.trim().split('\n').at(-1)!) as ColdStart
+}
+
 type JupyterResult = { skipped: string } | { versions: Record<string, string>; results: Record<string, number[]> }
 
 function jupyter(blocks: Block[]): JupyterResult {
@@ -387,6 +403,18 @@ async function main(): Promise<void> {
 
     await service.stop()
     service = undefined
+
+    console.log(`\n== Cold start of one worker (python-runtime/local_worker.py, ${N_COLD} rounds per first block, page cache dropped before each)`)
+    const cold = coldStart()
+    if (!cold.drop_caches) console.log('(this machine refused to drop the page cache: these are warm-cache figures)')
+    const coldRows = Object.entries(cold.rounds).flatMap(([name, rounds]) => [
+      row(`${name}: worker ready`, summarize(rounds.map((r) => r.ready_ms)), '(zygote imported, first standby forked)'),
+      row(`${name}: first result`, summarize(rounds.map((r) => r.first_ms)), '(from the spawn)'),
+      row(`${name}: second block`, summarize(rounds.map((r) => r.second_ms)), '(warm)'),
+    ])
+    console.log(table(LAT_HEADER, coldRows))
+    console.log(`zygote import, last round: ${cold.zygote_import_ms} ms. What each of its imports adds, in its order, in a fresh interpreter (cold cache):`)
+    console.log(table(['module', 'ms'], cold.imports.map(([m, t]) => [m, ms(t)])))
 
     console.log(`\n== Fresh ${SYSTEM_PYTHON} -c <code> per block (no warm-up)`)
     const fresh = {

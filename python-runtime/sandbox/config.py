@@ -85,6 +85,9 @@ class Config:
     max_result_bytes: int
     max_input_bytes: int = 1 << 30
     state_cache_bytes: int = 256 << 20
+    # A read-only folder holding matplotlib's font cache (fontlist-v*.json), built into the
+    # image: each zygote's fresh config dir starts with it instead of scanning the fonts.
+    mpl_cache: str | None = None
     extra: dict = field(default_factory=dict)
 
     @staticmethod
@@ -119,6 +122,7 @@ class Config:
                       # Inside Lambda the runner is its uid's only tenant, always.
                       uid_exclusive=posture == "lambda" or env.get("SANDBOX_UID_EXCLUSIVE") == "1",
                       standbys=_standbys(env),
+                      mpl_cache=env.get("SANDBOX_MPL_CACHE") or None,
                       # Lambda answers at most 6 MB (6,291,456 bytes) synchronously; keep a margin.
                       max_result_bytes=_int_env(env, "SANDBOX_MAX_RESULT_BYTES", 6_000_000, 65_536),
                       max_input_bytes=_int_env(env, "SANDBOX_MAX_INPUT_BYTES", 1 << 30, 0),

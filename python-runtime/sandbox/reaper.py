@@ -41,13 +41,18 @@ def fail_closed(message: str, *args) -> None:
 class Reaper:
     """Kills and reaps the processes of finished blocks.
 
-    zygote: returns the zygote's Popen (or None): it and its standbys are never swept, and an
-    exited zygote reaped here is marked dead. dirty_uids: slot uids signalled after a block but
+    zygote: returns the zygote's Popen (or None): it is never swept while alive, and an exited
+    zygote reaped here is marked dead. asked_for: returns the pids of the standbys the runner
+    asked the zygote for (answers to pending fork requests read first): the only zygote children
+    a same-uid sweep spares. dirty_uids: slot uids signalled after a block but
     not yet verified empty; verify_clean() does that before a uid holds a standby again."""
 
-    def __init__(self, config: Config, zygote: Callable[[], subprocess.Popen | None], subreaper: bool = True):
+    def __init__(self, config: Config, zygote: Callable[[], subprocess.Popen | None], subreaper: bool = True,
+                 asked_for: Callable[[], set[int]] = set):
         self.config = config
         self._zygote = zygote
+        # The standbys the runner asked the zygote for: the only zygote children a sweep spares.
+        self._asked_for = asked_for
         # Without it (Lambda refuses PR_SET_CHILD_SUBREAPER) orphans are re-parented outside the
         # runner's tree, so every check scans all of the uid's processes instead of the tree.
         self.subreaper = subreaper
@@ -138,7 +143,8 @@ class Reaper:
     def _protected(self) -> set[int]:
         keep = {os.getpid()}
         zygote = self._zygote()
-        if zygote is not None and zygote.poll() is None:
+        # A zygote a block killed may take a while to finish exiting: it is dead already.
+        if zygote is not None and zygote.poll() is None and not dying(zygote.pid):
             keep.add(zygote.pid)
         for pid, start in self.baseline:
             if start_time(pid) == start:
@@ -151,9 +157,10 @@ class Reaper:
         if self.config.uid_exclusive or not self.subreaper:
             # Inside Lambda this runner is the uid's only tenant: anything unknown of the uid goes.
             victims |= set(live_pids_of_uid(os.getuid(), protected))
-        # Standbys are the zygote's children, and only the zygote forks those; read them after
-        # the scan so a standby forked meanwhile is never taken for a survivor.
-        return victims - (self.zygote_children() - {block_pid})
+        # Spare only the standbys the runner asked for, read after the scan so that one forked
+        # meanwhile is never taken for a survivor. Any other child of the zygote was made by a
+        # block (clone(CLONE_PARENT) makes its caller's parent the new process's parent).
+        return victims - (self._asked_for() - {block_pid})
 
     def _check_zombies(self, killed: set[int]) -> None:
         """Without a subreaper this block's killed processes become PID 1's zombies. If they (with
@@ -170,15 +177,19 @@ class Reaper:
                             "environment is discarded", MAX_ZOMBIES)
             time.sleep(0.05)
 
-    def sweep_same_uid(self, child_pid: int) -> bool:
+    def sweep_same_uid(self, child_pid: int | None) -> bool:
         """One uid for runner and blocks (deployed, lambda): stop-then-kill until a sweep finds none.
-        True when a sweep found nothing left of the block (child_pid and what it started)."""
+        True when a sweep found nothing left of the block (child_pid, or None after the zygote is
+        gone, and what it started)."""
         protected = self._protected()
-        try:
-            os.kill(child_pid, signal.SIGKILL)
-        except OSError:
-            pass
-        killed: set[int] = {child_pid}
+        killed: set[int] = set()
+        if child_pid is not None:
+            try:
+                os.kill(child_pid, signal.SIGKILL)
+            except OSError:
+                pass
+            killed.add(child_pid)
+        child_pid = -1 if child_pid is None else child_pid
         for _ in range(self.config.limits["max_processes"] + 10):
             # One this sweep killed that can never run again counts as gone (its exit may take ms).
             victims = {pid for pid in self._sweep_candidates(protected, child_pid) if pid not in killed or not dying(pid)}

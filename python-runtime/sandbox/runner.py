@@ -62,7 +62,8 @@ class Runner:
                 "the subreaper was refused and the uid is shared (SANDBOX_UID_EXCLUSIVE is not 1): a "
                 "block's orphans could not be found. Refusing to start (fail closed): "
                 + self.refused["subreaper"])
-        self.reaper = Reaper(config, zygote=lambda: self.pool.zygote, subreaper=subreaper)
+        self.reaper = Reaper(config, zygote=lambda: self.pool.zygote, subreaper=subreaper,
+                             asked_for=lambda: self.pool.asked_for())
         self.pool = Pool(config, self.reaper, self.layers, self.refused)
         self.wiper = Wiper(config)
         make_scratch_root(config.scratch_root)
@@ -106,6 +107,7 @@ class Runner:
     def close(self) -> None:
         """Stop the zygote and its standbys, reap everything, remove the scratch root."""
         self.pool.stop_zygote()
+        self.pool.drop_font_cache()
         for uid in self.pool.uids:
             self.reaper.kill_uid(uid)
         deadline = time.monotonic() + 2.0
@@ -208,7 +210,9 @@ class Runner:
         fit_result(result, self.config.max_result_bytes)
 
         def after() -> None:
-            # The replacement forks in the zygote while this process cleans up.
+            # The replacement forks in the zygote while this process cleans up (the zygote
+            # resumed first: a same-uid block may have stopped it).
+            self.pool.resume_zygote()
             self.pool.fill()
             if not killed:
                 self.reaper.kill_block(sb.pid, sb.uid)
@@ -216,10 +220,13 @@ class Runner:
             self.pool.release_uid(sb.uid)
             self._wipe(sb.pid, sb.uid)
             try:
+                if self.pool.zygote_lost():
+                    raise SandboxError("the zygote is gone or dying")
                 self.pool.fill()
                 self.pool.collect_forks(0)
             except SandboxError as exc:
-                # e.g. the block killed the zygote (same uid): start afresh at the next block.
+                # e.g. the block killed the zygote (same uid): its standbys go with it now, and
+                # a fresh one starts with the next block.
                 log.warning("zygote lost (%s); it restarts with the next block", exc)
                 self.pool.stop_zygote()
 
@@ -230,7 +237,7 @@ class Runner:
         pool = self.pool
         # Standbys being forked are the zygote's children too; the finished block's child may still be.
         waiting = {str(sb.pid) for sb in pool.standbys} | {str(p) for p in self.reaper.zygote_children() - {child_pid}}
-        self.wiper.wipe(uid, waiting=waiting, keep={self.config.scratch_root, pool.mpl_dir},
+        self.wiper.wipe(uid, waiting=waiting, keep={self.config.scratch_root, pool.mpl_dir, pool.font_cache},
                         standby_uids={sb.uid for sb in pool.standbys} | set(pool.pending))
         remove_ipc({os.getuid() if uid is None else uid})
 

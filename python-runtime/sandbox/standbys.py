@@ -24,7 +24,8 @@ from . import frames, paths
 from .collect import JSON_FRAME_CAP, FrameReader
 from .config import Config
 from .errors import SandboxError
-from .reaper import Reaper
+from .procs import dying
+from .reaper import Reaper, fail_closed
 
 # One logger for all of the runner's modules: its lines read as they always have.
 log = logging.getLogger("sandbox.runner")
@@ -87,6 +88,7 @@ class Pool:
         self.ctl: socket.socket | None = None
         self.hello: dict = {}
         self.mpl_dir: str | None = None
+        self.font_cache: str | None = None  # see _keep_font_cache
 
     # --- the zygote ------------------------------------------------------------------------------
 
@@ -107,6 +109,7 @@ class Pool:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         # A fresh matplotlib config dir per zygote: nothing a block wrote can shape the next import.
         self.mpl_dir = tempfile.mkdtemp(prefix="sandbox-mpl-")
+        self._seed_font_cache()
         env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "LANG": "C.UTF-8",
@@ -131,7 +134,41 @@ class Pool:
         self.layers.update(hello.pop("layers", None) or {})
         self.refused.update(hello.pop("refused", None) or {})
         self.hello = hello
+        self._keep_font_cache()
         log.info("zygote %d ready: %s", self.zygote.pid, self.hello)
+
+    def _seed_font_cache(self) -> None:
+        """Copy matplotlib's font cache into the fresh config dir, from the folder the image
+        built it in (SANDBOX_MPL_CACHE) or, failing that, from the first zygote's own: matplotlib
+        then skips scanning the fonts (100s of ms at each zygote start). Only the runner writes
+        either source; a cache matplotlib finds stale (another version) it simply rebuilds."""
+        source = self.config.mpl_cache or self.font_cache
+        if not source:
+            return
+        try:
+            for name in os.listdir(source):
+                if name.startswith("fontlist-") and name.endswith(".json"):
+                    shutil.copyfile(os.path.join(source, name), os.path.join(self.mpl_dir, name))
+        except OSError as exc:
+            log.warning("matplotlib's font cache not copied from %s: %s", source, exc)
+
+    def _keep_font_cache(self) -> None:
+        """After the first zygote's hello (before any block ran): keep the font cache it built,
+        in a folder of the runner's own, for the zygotes started after it."""
+        if self.config.mpl_cache or self.font_cache or not self.mpl_dir:
+            return
+        names = [n for n in os.listdir(self.mpl_dir) if n.startswith("fontlist-") and n.endswith(".json")]
+        if names:
+            keep = tempfile.mkdtemp(prefix="sandbox-mplcache-")
+            for name in names:
+                shutil.copyfile(os.path.join(self.mpl_dir, name), os.path.join(keep, name))
+            self.font_cache = keep
+
+    def drop_font_cache(self) -> None:
+        """Remove the font cache kept by _keep_font_cache (at the runner's close)."""
+        if self.font_cache:
+            shutil.rmtree(self.font_cache, ignore_errors=True)
+            self.font_cache = None
 
     def stop_zygote(self) -> None:
         """Discard every standby, kill the zygote, and kill whatever still holds a slot uid."""
@@ -156,9 +193,38 @@ class Pool:
             if uid not in self.free_uids:
                 self.reaper.kill_uid(uid)
         self.free_uids = list(self.uids)
+        if not self.uids and not self.reaper.sweep_same_uid(None):
+            # One uid for all: such forks, and anything else of the zygote's, are found by a sweep.
+            fail_closed("processes of the zygote survived its stop; exiting so the environment is discarded")
 
     def zygote_alive(self) -> bool:
         return self.zygote is not None and self.zygote.poll() is None and self.ctl is not None
+
+    def zygote_lost(self) -> bool:
+        """True when a zygote was started and is now gone or dying (a same-uid block can kill it;
+        its exit may take a while): its standbys must go with it (stop_zygote)."""
+        return self.zygote is not None and (not self.zygote_alive() or dying(self.zygote.pid))
+
+    def resume_zygote(self) -> None:
+        """SIGCONT to the zygote: a same-uid block may have stopped it, and a stopped zygote
+        would leave fork requests unanswered until READY_TIMEOUT_S."""
+        if self.zygote_alive():
+            try:
+                os.kill(self.zygote.pid, signal.SIGCONT)
+            except OSError:
+                pass
+
+    def asked_for(self) -> set[int]:
+        """Pids of the standbys this runner asked the zygote for: those waiting, after reading
+        the answers to pending fork requests (up to READY_TIMEOUT_S each). Any other child of
+        the zygote was not forked on request (a block's clone(CLONE_PARENT) makes one)."""
+        if self.pending and self.zygote_alive():
+            self.resume_zygote()
+            try:
+                self.collect_forks(READY_TIMEOUT_S)
+            except SandboxError:
+                pass  # the zygote is gone: unanswered forks are nobody's to spare
+        return {sb.pid for sb in self.standbys}
 
     def recv_ctl(self, timeout: float, want: str) -> dict:
         """Read control messages until one carrying `want`; record child exits on the way.

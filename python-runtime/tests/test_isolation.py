@@ -228,6 +228,76 @@ def test_killing_the_parent_does_not_break_the_worker(worker):
         assert r["status"] == "failed" and errors(r)[0]["name"] == "PermissionError"
 
 
+def test_a_killed_zygote_leaves_no_standby_behind(worker):
+    # The block kills the zygote and waits until it has exited before ending, so that the
+    # runner's cleanup meets a zygote that is fully gone (a race CI once lost): the standbys it
+    # had forked are orphans then, and must be gone when the block's cleanup reports idle.
+    code = ("import os, signal, time\nz = os.getppid()\nme = str(os.getpid())\n"
+            "siblings = [p for p in open(f'/proc/{z}/task/{z}/children').read().split() if p != me]\n"
+            "try:\n    os.kill(z, signal.SIGKILL)\nexcept PermissionError:\n    print('refused')\nelse:\n"
+            "    for _ in range(500):\n        try:\n"
+            "            state = open(f'/proc/{z}/stat').read().rsplit(')', 1)[1].split()[0]\n"
+            "        except OSError:\n            break\n        if state == 'Z':\n            break\n"
+            "        time.sleep(0.01)\n    print(' '.join(siblings))")
+    r = worker.run(code)
+    if worker.posture == "root":
+        assert texts(r).strip() == "refused"
+    else:
+        siblings = [int(p) for p in texts(r).split()]
+        assert siblings, r  # the pool keeps standbys waiting: there was one to orphan
+        # Killed ones may take a few ms to finish dying; one left waiting never would.
+        deadline = time.monotonic() + 1.0
+        while [p for p in siblings if _live(p)] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [p for p in siblings if _live(p)] == []
+    assert worker.run("print(2)")["outputs"][0]["text"] == "2"
+
+
+def test_a_stopped_zygote_is_resumed(worker):
+    # A same-uid block can SIGSTOP the zygote; left stopped, it would answer no fork request and
+    # a later block would wait READY_TIMEOUT_S for a standby.
+    r = worker.run("import os, signal\nz = os.getppid()\ntry:\n    os.kill(z, signal.SIGSTOP)\n"
+                   "except PermissionError:\n    z = 0\nprint(z)")
+    zygote = int(texts(r).strip())
+    if worker.posture == "root":
+        assert zygote == 0  # the audit hook refuses a signal to the parent
+        return
+    worker.settle()
+    with open(f"/proc/{zygote}/stat") as f:
+        assert f.read().rsplit(")", 1)[1].split()[0] != "T"
+
+
+def test_a_sibling_cloned_onto_the_zygote_dies_with_the_block(worker):
+    # clone(CLONE_PARENT) makes a child of the block's parent (the zygote), which no standby
+    # check may mistake for one the runner asked for (issue 16's survivor, found in review).
+    nr = 56 if os.uname().machine == "x86_64" else 220
+    code = ("import ctypes, os, time\nf = ctypes.pythonapi.syscall\nf.restype = ctypes.c_long\n"
+            f"pid = f(ctypes.c_long({nr}), ctypes.c_long(0x8000 | 17), ctypes.c_long(0), ctypes.c_long(0), "
+            "ctypes.c_long(0), ctypes.c_long(0))\nif pid == 0:\n    time.sleep(20)\n    os._exit(0)\n"
+            "print('cloned', pid)")
+    r = worker.run(code)
+    assert r["status"] == "completed", r
+    sibling = int(texts(r).split()[1])
+    assert sibling > 0, r  # no posture refuses CLONE_PARENT: else this would prove nothing
+    deadline = time.monotonic() + 1.0
+    while _live(sibling) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    survived = _live(sibling)
+    if survived:
+        os.kill(sibling, 9)
+    assert not survived
+    assert worker.run("print(3)")["outputs"][0]["text"] == "3"
+
+
+def _live(pid: int) -> bool:
+    """True while pid exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="the root posture needs root")
 def test_kill_all_is_contained_in_root_posture(fresh_worker):
     worker = fresh_worker("root")

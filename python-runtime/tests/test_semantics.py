@@ -126,3 +126,36 @@ def test_each_block_draws_fresh_random_numbers(worker):
                  "import random\nprint(random.random())"):
         outs = [worker.run(code)["outputs"][0]["text"] for _ in range(3)]
         assert len(set(outs)) == 3, (code, outs)
+
+
+def test_the_zygote_starts_from_the_images_font_cache(fresh_worker):
+    # Built like the image builds it (python-runtime/Dockerfile), then cut to three fonts: a
+    # block that sees three fonts proves the zygote used this cache instead of scanning.
+    import json
+    import os
+    import pathlib
+    import shutil
+    import subprocess
+    import tempfile
+    from conftest import PYTHON, postures
+    # Under /tmp itself: the lambda posture's runner (not root) must read it.
+    tmp_path = pathlib.Path(tempfile.mkdtemp(prefix="sbx-mplcache-test-", dir="/tmp"))
+    build = tmp_path / "build"
+    build.mkdir()
+    subprocess.run([PYTHON, "-I", "-c", "import matplotlib.font_manager"], check=True,
+                   env={"PATH": "/usr/bin:/bin", "MPLCONFIGDIR": str(build), "HOME": str(build)})
+    (name,) = [n for n in os.listdir(build) if n.startswith("fontlist-")]
+    cache = json.loads((build / name).read_text())
+    cache["ttflist"] = cache["ttflist"][:3]
+    seeded = tmp_path / "image-cache"
+    seeded.mkdir()
+    (seeded / name).write_text(json.dumps(cache))
+    os.chmod(tmp_path, 0o755)
+    os.chmod(seeded, 0o755)
+    os.chmod(seeded / name, 0o644)
+    try:
+        w = fresh_worker(postures()[-1], SANDBOX_MPL_CACHE=str(seeded))
+        r = w.run("import matplotlib.font_manager as fm\nprint(len(fm.fontManager.ttflist))")
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+    assert texts(r).strip() == "3", r
