@@ -19,6 +19,8 @@ const UID_BASE = 62900
 const WORKER_UID_BASE = 64100
 const LAMBDA_UID_BASE = 64200
 const SECRET = 'server-secret-7c1e55aa'
+/** Standbys each worker keeps (SANDBOX_STANDBYS, python-runtime/sandbox/config.py's default). */
+const STANDBYS = 2
 const MARKER = `/var/tmp/sci-attack-marker-${process.pid}`
 
 let ctx: Awaited<ReturnType<typeof startTestService>>
@@ -70,6 +72,12 @@ function survivors(): number[] {
     if (!st || st.State?.startsWith('Z')) continue
     if (runners.has(pid) || zygotes.has(pid) || zygotes.has(Number(st.PPid))) continue
     if (blockUid(Number(st.Uid?.split(/\s+/)[0]))) found.push(pid)
+  }
+  // A zygote's children are the standbys the runner asked for, no more: one more is a process a
+  // block attached to the zygote (clone(CLONE_PARENT)).
+  for (const zygote of zygotes) {
+    const kids = children(zygote).filter((pid) => !status(pid)?.State?.startsWith('Z'))
+    if (kids.length > STANDBYS) found.push(...kids)
   }
   return found
 }
@@ -192,6 +200,8 @@ const ATTACKS: Attack[] = [
   // The child exits after its block: a thread left running dies with it.
   { name: 'a thread that keeps running', code: () => `import threading, time\ndef later():\n    time.sleep(1)\n    open('${MARKER}', 'w').write('thread')\nthreading.Thread(target=later).start()`, expect: 'completed' },
   { name: 'ignoring SIGTERM past the limit', code: () => "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True: time.sleep(0.01)", expect: 'timed_out' },
+  // A process attached to the zygote, which forked the block: it must die with the block.
+  { name: 'a sibling cloned onto the zygote', code: () => `import ctypes, os, time\nf = ctypes.pythonapi.syscall\nf.restype = ctypes.c_long\npid = f(ctypes.c_long(${sys(56, 220)}), ctypes.c_long(0x8000 | 17), ctypes.c_long(0), ctypes.c_long(0), ctypes.c_long(0), ctypes.c_long(0))\nif pid == 0:\n    time.sleep(30)\n    os._exit(0)\nprint('cloned', pid > 0)`, expect: 'completed', check: printed('cloned True') },
   { name: 'os._exit', code: () => "import os\nos._exit(9)", expect: 'failed', check: (b) => expect(JSON.stringify(b)).toContain('status 9') },
   // Deployed: the zygote shares the block's uid; killing it costs the next block a zygote start.
   { name: 'killing the parent', code: () => "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)", expect: 'failed', check: errorName('PermissionError'), deployed: { expect: 'completed' } },
