@@ -1,5 +1,8 @@
 import { z } from 'zod'
+import { SANDBOX_COLD_INIT_SECONDS, SANDBOX_INVOKE_OVERHEAD_SECONDS, sandboxInvokeTimeoutMs } from '../lib/config'
 import { mostCapablePlan, parsePlans, type Plans } from './core/plans'
+
+export { SANDBOX_COLD_INIT_SECONDS, SANDBOX_INVOKE_OVERHEAD_SECONDS, sandboxInvokeTimeoutMs }
 
 const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1')
 
@@ -26,6 +29,14 @@ const ApiEnv = z.object({
   BUCKET_NAME: z.string().min(1),
   /** Largest file an upload (presigned) may register. */
   FILE_MAX_BYTES: z.coerce.number().int().min(1024 * 1024).max(5 * 1024 ** 3).default(512 * 1024 * 1024),
+  /**
+   * How long presigned URLs handed to clients (upload URLs, large downloads) live at most. 15
+   * minutes: Lambda's role credentials, which sign them, carry no expiry the SDK can read, and
+   * a URL dies with the credentials that signed it. Raise it only with a longer-lived signer (an
+   * IAM user's keys: at most 7 days, SigV4's limit); where the SDK knows the credentials' expiry,
+   * URLs end with them and `expires_at` says so.
+   */
+  PRESIGNED_URL_SECONDS: z.coerce.number().int().min(60).max(604_800, 'must be at most 604800 (7 days, the longest a SigV4 presigned URL lives)').default(900),
 })
 
 export type ApiConfig = Readonly<{
@@ -43,6 +54,7 @@ export type ApiConfig = Readonly<{
   workerFunctionName?: string
   bucketName: string
   fileMaxBytes: number
+  presignedUrlSeconds: number
 }>
 
 export function loadApiConfig(env: Record<string, string | undefined> = process.env): ApiConfig {
@@ -70,5 +82,6 @@ export function loadApiConfig(env: Record<string, string | undefined> = process.
     workerFunctionName: e.WORKER_FUNCTION_NAME,
     bucketName: e.BUCKET_NAME,
     fileMaxBytes: e.FILE_MAX_BYTES,
+    presignedUrlSeconds: e.PRESIGNED_URL_SECONDS,
   })
 }

@@ -26,8 +26,11 @@ const sandboxSchema = z
     // /tmp holds the input files the runner fetches, the files the code writes and its scratch:
     // 2 GiB fits a 50 MB input plus outputs comfortably (Lambda bills storage above 512 MB).
     ephemeralStorageMb: z.number().int().min(512).max(10_240).default(2048),
-    // null = reserve nothing: new accounts with a low concurrency quota cannot reserve any.
-    reservedConcurrency: z.number().int().min(1).nullable().default(20),
+    // null (default) = reserve nothing. Lambda keeps at least 100 of the account's concurrency
+    // unreserved, so a new account (quota 100 or less) refuses any reservation at deploy time.
+    // A number both guarantees and caps the sandbox's concurrency (and, with tenant isolation,
+    // its tenant environments: 2,500 per 1,000 concurrency). See docs/deploy.md.
+    reservedConcurrency: z.number().int().min(1).nullable().default(null),
     // The per-block wall-clock limit the runner enforces; the Lambda timeout is derived from it.
     codeTimeoutMs: z
       .number()
@@ -39,11 +42,24 @@ const sandboxSchema = z
   })
   .strict()
 
+/**
+ * Memory of the API function (and of the worker and schedule functions, which run the same loop).
+ * They mostly wait on the model and the sandbox, so memory is sized for the working set, not for
+ * CPU (Lambda's CPU grows with memory: 1,769 MB = 1 vCPU). See docs/deploy.md "API memory".
+ */
+export const DEFAULT_API_MEMORY_MB = 512
+
 const apiSchema = z
   .object({
-    memoryMb: z.number().int().min(128).max(10_240).default(1024),
+    memoryMb: z.number().int().min(128).max(10_240).default(DEFAULT_API_MEMORY_MB),
     // Also the STREAM integration timeout, so at most API Gateway's 15 min streaming limit.
     timeoutSeconds: z.number().int().min(30).max(900).default(300),
+    // The account-wide API Gateway CloudWatch Logs role (AWS::ApiGateway::Account) that stage
+    // logging needs. false: the account already has one (it is a per-Region singleton).
+    cloudWatchRole: z.boolean().default(true),
+    // Source maps in the Node bundles plus NODE_OPTIONS=--enable-source-maps: readable stack
+    // traces, paid for with map parsing at every cold start and on every error. Off by default.
+    sourceMaps: z.boolean().default(false),
   })
   .strict()
 
@@ -233,11 +249,12 @@ export const interpreterConfigSchema = z
   })
   .strict()
   .superRefine((c, ctx) => {
-    if (c.api.timeoutSeconds <= sandboxTimeoutSeconds(c.sandbox.codeTimeoutMs)) {
+    const invokeSeconds = sandboxInvokeTimeoutMs(c.sandbox.codeTimeoutMs) / 1000
+    if (c.api.timeoutSeconds <= invokeSeconds) {
       ctx.addIssue({
         code: 'custom',
         path: ['api', 'timeoutSeconds'],
-        message: `must exceed the sandbox timeout (${sandboxTimeoutSeconds(c.sandbox.codeTimeoutMs)} s), or the API gives up before a code block can finish`,
+        message: `must exceed the sandbox invoke's timeout (${invokeSeconds} s: the sandbox timeout of ${sandboxTimeoutSeconds(c.sandbox.codeTimeoutMs)} s + a cold start's init + the way there and back), or the API gives up before a code block can finish`,
       })
     }
     if (c.files.maxFileBytes >= c.sandbox.ephemeralStorageMb * MIB) {
@@ -254,6 +271,28 @@ export type InterpreterConfig = z.infer<typeof interpreterConfigSchema>
 /** Lambda timeout of the sandbox: the code's limit rounded up, plus a margin. */
 export function sandboxTimeoutSeconds(codeTimeoutMs: number): number {
   return Math.ceil(codeTimeoutMs / 1_000) + SANDBOX_TIMEOUT_MARGIN_SECONDS
+}
+
+/**
+ * Lambda's init phase is capped at 10 s and is not part of the function timeout; an init that
+ * runs over is retried inside the invoke, under the timeout (docs.aws.amazon.com/lambda/latest/dg/lambda-runtime-environment.html).
+ */
+export const SANDBOX_COLD_INIT_SECONDS = 10
+/** Placement, the request and up to 6 MB of answer on the wire. */
+export const SANDBOX_INVOKE_OVERHEAD_SECONDS = 5
+
+/**
+ * How long the API waits for one sandbox invoke, in ms (the LambdaClient's whole-request timeout):
+ *     sandboxTimeoutSeconds(codeTimeoutMs)   the sandbox function's timeout: Lambda has ended the
+ *                                            invoke by then, whatever the runner did
+ *   + SANDBOX_COLD_INIT_SECONDS (10)         a cold start's init phase, outside that timeout
+ *   + SANDBOX_INVOKE_OVERHEAD_SECONDS (5)    the way there and back
+ * = 55 s for the default 30 s block. Past it the invoke is given up and never retried (see
+ * functions/handlers/deps.ts): the block may have run, and running it again would move the
+ * session twice. The API function's own timeout must exceed it (checked by the config schema).
+ */
+export function sandboxInvokeTimeoutMs(codeTimeoutMs: number): number {
+  return (sandboxTimeoutSeconds(codeTimeoutMs) + SANDBOX_COLD_INIT_SECONDS + SANDBOX_INVOKE_OVERHEAD_SECONDS) * 1000
 }
 
 /** Parses the `interpreter` context value; throws an error naming every bad key. */

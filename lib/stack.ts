@@ -79,6 +79,7 @@ export class InterpreterStack extends Stack {
       vpc: network.vpc,
       securityGroup: network.securityGroup,
       bucket: storage.bucket,
+      logRetention,
       signers: [api.role, worker.role, ...(schedules ? [schedules.runner.role] : [])],
     })
     new SandboxAlarms(this, 'Alarms', {

@@ -164,6 +164,25 @@ export class DynamoStore
     return out.Attributes?.cancel_requested === true
   }
 
+  async takeQueued(organizationId: string, id: string): Promise<boolean> {
+    try {
+      await this.doc.send(
+        new UpdateCommand({
+          TableName: this.table,
+          Key: { pk: `org#${organizationId}`, sk: `resp#${id}` },
+          UpdateExpression: 'SET taken_at = :now',
+          ConditionExpression: 'attribute_exists(pk) AND attribute_not_exists(taken_at) AND #data.#status = :queued',
+          ExpressionAttributeNames: { '#data': 'data', '#status': 'status' },
+          ExpressionAttributeValues: { ':now': new Date().toISOString(), ':queued': 'queued' },
+        }),
+      )
+      return true
+    } catch (error) {
+      if ((error as Error).name === 'ConditionalCheckFailedException') return false
+      throw error
+    }
+  }
+
   async requestCancel(organizationId: string, id: string): Promise<boolean> {
     try {
       await this.doc.send(

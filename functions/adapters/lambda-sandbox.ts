@@ -11,6 +11,14 @@ export interface LambdaSandboxOptions {
   functionName: string
   /** Send TenantId = organization id (Lambda tenant isolation mode). @default true */
   tenantIsolation: boolean
+  /** The client's whole-invoke timeout, named when an invoke times out. */
+  invokeTimeoutMs?: number
+}
+
+/** The client gave up waiting (its request timeout), as @smithy/node-http-handler reports it. */
+const isRequestTimeout = (error: unknown) => {
+  const e = error as { name?: string; code?: string }
+  return e.name === 'TimeoutError' && e.code === 'ETIMEDOUT'
 }
 
 /** The sandbox port over Lambda Invoke: the same code deployed and locally (local endpoint). */
@@ -33,6 +41,13 @@ export class LambdaSandbox implements Sandbox {
     } catch (error) {
       if (error instanceof TooManyRequestsException || (error as { name?: string }).name === 'TooManyRequestsException') {
         throw new SandboxBusyError()
+      }
+      if (isRequestTimeout(error)) {
+        const within = this.options.invokeTimeoutMs === undefined ? '' : ` within ${this.options.invokeTimeoutMs / 1000} s`
+        throw new SandboxUnavailableError(
+          `The sandbox did not answer${within} (the block's time limit, the sandbox's margin and a cold start). The block may have run; ` +
+            'it was not run again, its outputs are lost, and a session keeps its state from before the block.',
+        )
       }
       throw new SandboxUnavailableError(`The sandbox could not be invoked: ${(error as Error).message}`)
     }

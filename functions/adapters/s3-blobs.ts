@@ -8,7 +8,7 @@ import {
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
 import type { Readable } from 'node:stream'
 import { contentDisposition } from '../core/files'
-import type { BlobStore } from '../core/ports'
+import type { BlobStore, PresignedUrl, PresignOptions } from '../core/ports'
 
 /** A missing object: 404, or 403 when the role may not list the bucket (it may not). */
 const isMissing = (error: unknown) => {
@@ -16,12 +16,16 @@ const isMissing = (error: unknown) => {
   return e.name === 'NoSuchKey' || e.name === 'NotFound' || e.$metadata?.httpStatusCode === 404 || e.$metadata?.httpStatusCode === 403
 }
 
+/** SigV4 presigned URLs live at most seven days (S3 refuses a longer X-Amz-Expires). */
+export const MAX_PRESIGNED_SECONDS = 7 * 86_400
+
 /**
  * The bucket behind files and large session state. Presigning costs about half a millisecond,
- * so a URL is reused while it has most of its life left (same object, same method).
+ * so a URL is handed out again while the caller's minimum of its life remains and no more than
+ * the caller asked for (same object, same method, same download headers).
  */
 export class S3BlobStore implements BlobStore {
-  private readonly signed = new Map<string, { url: string; until: number }>()
+  private readonly signed = new Map<string, PresignedUrl>()
 
   constructor(
     private readonly s3: S3Client,
@@ -63,19 +67,30 @@ export class S3BlobStore implements BlobStore {
   }
 
   async delete(keys: string[]): Promise<void> {
+    const gone = new Set(keys)
+    for (const id of this.signed.keys()) if (gone.has(id.slice(0, id.indexOf('\n')))) this.signed.delete(id)
     for (let i = 0; i < keys.length; i += 1000) {
       const batch = keys.slice(i, i + 1000)
-      for (const key of batch) this.signed.delete(`GET ${key}`)
       await this.s3.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }))
     }
   }
 
-  async presign(method: 'GET' | 'PUT', key: string, expiresInSeconds: number, download?: { contentType: string; filename: string }): Promise<string> {
-    const id = `${method} ${key} ${download ? JSON.stringify(download) : ''}`
+  /**
+   * A URL signed now (or reused, see above) that carries its own end: `seconds`, at most seven
+   * days, and never past the signing credentials' expiry when the SDK knows it (STS, SSO, the
+   * container or instance role, AWS_CREDENTIAL_EXPIRATION): S3 refuses a URL whose temporary
+   * credentials have expired whatever X-Amz-Expires says (docs.aws.amazon.com/AmazonS3/latest/
+   * userguide/using-presigned-url.html#PresignedUrl-Expiration), so the URL says so itself and
+   * `expiresAt` is true. Lambda's own role credentials come without an expiry the SDK can read:
+   * there only a short `seconds` keeps the promise (PRESIGNED_URL_SECONDS, 15 minutes by default).
+   */
+  async presign(method: 'GET' | 'PUT', key: string, seconds: number, options: PresignOptions = {}): Promise<PresignedUrl> {
+    const { download } = options
+    const id = `${key}\n${method}\n${download ? JSON.stringify(download) : ''}`
     const now = Date.now()
     const cached = this.signed.get(id)
-    // Reused only while at least two thirds of the asked-for life remain.
-    if (cached && cached.until - now > (expiresInSeconds * 1000 * 2) / 3) return cached.url
+    const left = cached ? cached.expiresAt - now / 1000 : 0
+    if (cached && left >= (options.minSeconds ?? (seconds * 2) / 3) && left <= seconds) return cached
     const command =
       method === 'GET'
         ? new GetObjectCommand({
@@ -86,9 +101,16 @@ export class S3BlobStore implements BlobStore {
               : {}),
           })
         : new PutObjectCommand({ Bucket: this.bucket, Key: key })
-    const url = await getSignedUrl(this.s3, command, { expiresIn: expiresInSeconds })
+    let lifetime = Math.min(Math.floor(seconds), MAX_PRESIGNED_SECONDS)
+    // The same memoized provider the presigner signs with (refreshed before it expires).
+    const { expiration } = await this.s3.config.credentials()
+    if (expiration) lifetime = Math.min(lifetime, Math.floor((expiration.getTime() - now) / 1000))
+    if (lifetime < 1) throw new Error('The credentials that sign presigned URLs have expired.')
+    // Signed at `now` (SigV4 keeps whole seconds): the URL ends at exactly what is reported.
+    const url = await getSignedUrl(this.s3, command, { expiresIn: lifetime, signingDate: new Date(now) })
+    const signed = { url, expiresAt: Math.floor(now / 1000) + lifetime }
     if (this.signed.size > 10_000) this.signed.clear()
-    this.signed.set(id, { url, until: now + expiresInSeconds * 1000 })
-    return url
+    this.signed.set(id, signed)
+    return signed
   }
 }

@@ -44,6 +44,29 @@ export interface FileObject {
   source?: { session_id?: string; response_id?: string; execution_id?: string; call_id?: string }
 }
 
+/** POST /v1/files/uploads answers this. */
+export interface FileUpload {
+  object: 'file.upload'
+  file: FileObject
+  upload_url: string
+  method: 'PUT'
+  /**
+   * When upload_url stops working (unix seconds, like every time in the API): the URL carries it
+   * itself. PRESIGNED_URL_SECONDS after the request at most, sooner when the credentials that
+   * signed it expire sooner.
+   */
+  expires_at: number
+  complete_url: string
+}
+
+/** GET /v1/files/{id}/content of a file over 10 MB: the body of its 307 (`url` is also the Location). */
+export interface FileDownload {
+  object: 'file.download'
+  url: string
+  /** When `url` stops working (unix seconds), as for FileUpload. */
+  expires_at: number
+}
+
 /** An image the code made (a matplotlib figure), stored as a file. */
 export const ImageFileOutput = z
   .object({

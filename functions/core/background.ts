@@ -1,27 +1,108 @@
-import type { ResponseObject, ResponseRequest } from '../contract/responses'
+/**
+ * Background runs (`"background": true`). The API stores the run's job (the request, whatever
+ * its size) beside the session state, stores the response `queued`, and hands a worker a ticket
+ * of two ids; the worker takes the ticket once, loads the job and runs it. Deployed, the ticket
+ * travels in an asynchronous Lambda invoke, which takes at most 1 MB (docs.aws.amazon.com/lambda/
+ * latest/dg/API_Invoke.html) while a request may be 10 MB, and which Lambda may deliver more than
+ * once; locally, it runs in this process.
+ */
+import { BackgroundJob, type BackgroundTicket } from '../contract/background'
+import type { ResponseObject } from '../contract/responses'
 import type { Caller } from './auth'
-import { ApiError } from './errors'
-import { prepareResponse, type ResponsesDeps } from './responses'
+import { ApiError, backgroundDispatchFailed } from './errors'
+import type { BlobStore } from './ports'
+import { type PreparedResponse, prepareResponse, responseClaim, type ResponsesDeps } from './responses'
+import { releaseSession } from './sessions'
+import type { ResponseStore, SessionStore } from './stores'
 
-/** A background run, as handed to a worker (in-process locally, an async Lambda deployed). */
-export interface BackgroundJob {
-  organizationId: string
-  keyId: string
-  responseId: string
-  request: ResponseRequest
-  /** The session the API reserved (claimed for this response id) when it answered 202. */
-  sessionId?: string
+export type { BackgroundJob, BackgroundTicket }
+
+/** Starts a background run and returns at once: the worker loads the job the ticket names. */
+export interface BackgroundRuns {
+  start(ticket: BackgroundTicket): Promise<void>
 }
 
-/** Starts a background run and returns at once. */
-export interface BackgroundRuns {
-  start(job: BackgroundJob): Promise<void>
+/** Where a queued run's job waits for its worker (under `state/`, which the service may touch). */
+export const jobKey = (organizationId: string, responseId: string) => `state/${organizationId}/jobs/${responseId}.json`
+
+export interface DispatchDeps {
+  store: ResponseStore & SessionStore
+  blobs: BlobStore
+  background: BackgroundRuns
+}
+
+const describe = (error: unknown) => {
+  const e = error as { name?: string; message?: string }
+  const text = e?.message ? (e.name && e.name !== 'Error' ? `${e.name}: ${e.message}` : e.message) : String(error)
+  return text.slice(0, 300)
 }
 
 /**
- * The worker's side: runs the stored request under its response id, saving progress between
- * steps (GET /v1/responses/{id} shows the calls finished so far) and stopping when cancelled.
- * Whatever happens, the response ends stored with its final status.
+ * The API's side: reserves the session (a busy one is 409 now, not later), stores the job and
+ * the `queued` response, then dispatches the ticket. If anything after the reservation fails,
+ * nothing runs: the response is stored `failed`, the session's claim is released, the job is
+ * deleted, and the caller gets 503 background_not_available saying why.
+ */
+export async function startBackground(prepared: PreparedResponse, job: BackgroundJob, deps: DispatchDeps): Promise<ResponseObject> {
+  const queued = prepared.queued(job.responseId)
+  await prepared.reserve(job.responseId)
+  const key = jobKey(job.organizationId, job.responseId)
+  try {
+    await deps.blobs.put(key, Buffer.from(JSON.stringify(job)), 'application/json')
+    await deps.store.putResponse(queued)
+    await deps.background.start({ organizationId: job.organizationId, responseId: job.responseId })
+  } catch (error) {
+    const message =
+      `The background run could not be started (${describe(error)}); nothing ran, and response ${job.responseId} is stored failed. ` +
+      'Retry (with a new Idempotency-Key, if you sent one), or use stream: true.'
+    await Promise.allSettled([
+      deps.store.putResponse({ ...queued, status: 'failed', error: { code: 'background_not_available', message } }),
+      prepared.release(job.responseId),
+      deps.blobs.delete([key]),
+    ])
+    throw backgroundDispatchFailed(message)
+  }
+  return queued
+}
+
+/** What a worker did with a ticket: `skipped` when another delivery of it took the run. */
+export interface TicketOutcome {
+  response_id: string
+  status: ResponseObject['status'] | 'skipped'
+}
+
+/**
+ * The worker's side: takes the queued run once (a repeated delivery of the same ticket finds it
+ * taken and does nothing), loads its job, runs it, and deletes the job.
+ */
+export async function runBackgroundTicket(ticket: BackgroundTicket, deps: ResponsesDeps): Promise<TicketOutcome> {
+  const { organizationId, responseId } = ticket
+  if (!(await deps.store.takeQueued(organizationId, responseId))) return { response_id: responseId, status: 'skipped' }
+  const key = jobKey(organizationId, responseId)
+  try {
+    let job: BackgroundJob
+    try {
+      const raw = await deps.blobs.get(key)
+      if (!raw) throw new Error('its stored request is missing')
+      job = BackgroundJob.parse(JSON.parse(Buffer.from(raw).toString('utf8')))
+      if (job.organizationId !== organizationId || job.responseId !== responseId) throw new Error('its stored request belongs to another run')
+    } catch (error) {
+      const stored = await deps.store.getResponse(organizationId, responseId)
+      if (!stored) throw error
+      const failed = await failRun(stored, new Error(`The background run could not be loaded: ${describe(error)}`), deps)
+      return { response_id: responseId, status: failed.status }
+    }
+    const response = await runBackgroundJob(job, deps)
+    return { response_id: response.id, status: response.status }
+  } finally {
+    await deps.blobs.delete([key]).catch(() => undefined)
+  }
+}
+
+/**
+ * Runs a job under its response id, saving progress between steps (GET /v1/responses/{id} shows
+ * the calls finished so far) and stopping when cancelled. Whatever happens, the response ends
+ * stored with its final status and the session's claim is let go.
  */
 export async function runBackgroundJob(job: BackgroundJob, deps: ResponsesDeps): Promise<ResponseObject> {
   const caller: Caller = { organizationId: job.organizationId, keyId: job.keyId }
@@ -30,17 +111,24 @@ export async function runBackgroundJob(job: BackgroundJob, deps: ResponsesDeps):
     return await prepared.run({ responseId: job.responseId, checkpoint: (r) => deps.store.saveProgress(r) })
   } catch (error) {
     const stored = await deps.store.getResponse(job.organizationId, job.responseId)
-    const failed: ResponseObject = {
-      ...(stored as ResponseObject),
-      status: 'failed',
-      error: {
-        code: error instanceof ApiError ? error.code : 'internal_error',
-        message: error instanceof Error ? error.message : String(error),
-      },
-    }
-    await deps.store.putResponse(failed)
-    return failed
+    if (!stored) throw error // deleted meanwhile: nothing to mark
+    return failRun(stored, error, deps)
   }
+}
+
+/** Stores the run `failed` and releases the claim its reservation holds (if it still does). */
+async function failRun(stored: ResponseObject, error: unknown, deps: ResponsesDeps): Promise<ResponseObject> {
+  const failed: ResponseObject = {
+    ...stored,
+    status: 'failed',
+    error: {
+      code: error instanceof ApiError ? error.code : 'internal_error',
+      message: error instanceof Error ? error.message : String(error),
+    },
+  }
+  await deps.store.putResponse(failed)
+  if (stored.session_id) await releaseSession(deps.store, stored.organization_id, stored.session_id, responseClaim(stored.id))
+  return failed
 }
 
 /** Local mode: the same worker code, in this process. */
@@ -52,9 +140,9 @@ export class InProcessBackground implements BackgroundRuns {
     private readonly log: (line: string) => void = console.error,
   ) {}
 
-  async start(job: BackgroundJob): Promise<void> {
-    const run = runBackgroundJob(job, this.deps())
-      .catch((error: Error) => this.log(`background run ${job.responseId} failed: ${error.stack}`))
+  async start(ticket: BackgroundTicket): Promise<void> {
+    const run = runBackgroundTicket(ticket, this.deps())
+      .catch((error: Error) => this.log(`background run ${ticket.responseId} failed: ${error.stack}`))
       .finally(() => this.running.delete(run))
     this.running.add(run)
   }

@@ -60,6 +60,9 @@ export const responseAlreadyEnded = (id: string, status: string) =>
 export const idempotentRequestInProgress = () =>
   new ApiError(409, 'idempotent_request_in_progress', 'A request with this Idempotency-Key is still running; retry when it has finished.')
 
+/** A background run could not be handed to its worker; it is stored failed and nothing ran. */
+export const backgroundDispatchFailed = (message: string) => new ApiError(503, 'background_not_available', message)
+
 export const backgroundNotAvailable = () =>
   new ApiError(503, 'background_not_available', 'Background runs need the worker function (WORKER_FUNCTION_NAME); use stream: true meanwhile.')
 

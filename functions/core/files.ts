@@ -3,7 +3,7 @@
  * that turns file ids named by a request into files the code can read. Every file belongs to
  * one organization: an id of another organization is simply not found.
  */
-import type { FileObject, FilePurpose, UploadRequest } from '../contract/files'
+import type { FileObject, FilePurpose, FileUpload, UploadRequest } from '../contract/files'
 import type { Caller } from './auth'
 import { assertOrganization } from './auth'
 import { ApiError, duplicateFileName, fileContentMissing, fileNotReady, fileTooLarge, notFound } from './errors'
@@ -17,12 +17,12 @@ export interface FilesDeps {
   clock: Clock
   /** Largest file a presigned upload may register. */
   maxFileBytes: number
+  /** How long a presigned URL handed to a client lives at most (PRESIGNED_URL_SECONDS). */
+  urlSeconds: number
 }
 
 /** What one request may carry in its body: API Gateway's 10 MB less room for the multipart framing. */
 export const MAX_DIRECT_UPLOAD_BYTES = 10 * 1024 * 1024 - 64 * 1024
-/** How long a presigned upload URL stays valid. */
-export const UPLOAD_URL_SECONDS = 3600
 
 export type StoredFile = FileObject & { key: string }
 
@@ -82,19 +82,21 @@ export async function uploadFile(
 }
 
 /** POST /v1/files/uploads: registers a pending file and hands out a URL to PUT its bytes to. */
-export async function createUpload(caller: Caller, request: UploadRequest, deps: FilesDeps) {
+export async function createUpload(caller: Caller, request: UploadRequest, deps: FilesDeps): Promise<FileUpload> {
   assertOrganization(caller, request.organization_id)
   if (request.bytes > deps.maxFileBytes) throw fileTooLarge(request.bytes, deps.maxFileBytes, '')
   const now = deps.clock.now()
   const file = record(caller.organizationId, newId('file'), request.filename, request.bytes, mediaType(request.filename, request.mime_type), request.purpose, 'pending', now)
-  const url = await deps.blobs.presign('PUT', file.key, UPLOAD_URL_SECONDS)
+  // A fresh URL for every upload (never one handed out before): the whole lifetime is the client's.
+  const signed = await deps.blobs.presign('PUT', file.key, deps.urlSeconds, { minSeconds: deps.urlSeconds })
   await deps.files.putFile(file)
   return {
     object: 'file.upload',
     file: publicFile(file),
-    upload_url: url,
+    upload_url: signed.url,
     method: 'PUT',
-    expires_at: Math.floor(now.getTime() / 1000) + UPLOAD_URL_SECONDS,
+    // When the URL stops working: what it carries, never past its signing credentials' expiry.
+    expires_at: signed.expiresAt,
     complete_url: `/v1/files/uploads/${file.id}/complete`,
   }
 }
@@ -133,18 +135,21 @@ export async function listFiles(caller: Caller, deps: Pick<FilesDeps, 'files'>, 
 
 /** Past this, a download is sent to S3 directly: API Gateway streams only 10 MB at full speed. */
 export const MAX_PROXIED_DOWNLOAD_BYTES = 10 * 1024 * 1024
-const DOWNLOAD_URL_SECONDS = 900
 
 export const contentDisposition = (filename: string) => `attachment; filename*=UTF-8''${encodeURIComponent(filename)}`
 
-/** The bytes of a file, as a stream, or for a large file a short-lived URL to fetch them from. */
+/**
+ * The bytes of a file, as a stream, or for a large file a short-lived URL to fetch them from and
+ * when it expires (a URL signed for an earlier download may be handed out again while at least
+ * two thirds of its lifetime remain).
+ */
 export async function fileContent(caller: Caller, id: string, deps: FilesDeps) {
   const file = await deps.files.getFile(caller.organizationId, id)
   if (!file) throw notFound('file', id)
   if (file.status !== 'processed') throw fileNotReady(id)
   if (file.bytes > MAX_PROXIED_DOWNLOAD_BYTES) {
-    const url = await deps.blobs.presign('GET', file.key, DOWNLOAD_URL_SECONDS, { contentType: file.mime_type, filename: file.filename })
-    return { file: publicFile(file), redirect: url }
+    const signed = await deps.blobs.presign('GET', file.key, deps.urlSeconds, { download: { contentType: file.mime_type, filename: file.filename } })
+    return { file: publicFile(file), redirect: signed }
   }
   const content = await deps.blobs.stream(file.key)
   if (!content) throw fileContentMissing(id)

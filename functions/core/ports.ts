@@ -30,8 +30,22 @@ export interface BlobStore {
   head(key: string): Promise<{ bytes: number } | undefined>
   delete(keys: string[]): Promise<void>
   /**
-   * A URL that lets its holder GET (or PUT) this one object until it expires; a GET may name
-   * the content type and download file name the answer carries.
+   * A URL that lets its holder GET (or PUT) this one object until `expiresAt`; a GET may name
+   * the content type and download file name the answer carries. The URL lives `seconds` at most,
+   * less when the signing credentials expire sooner (temporary credentials end their URLs with
+   * them) or past SigV4's seven days. A URL signed earlier may be handed out again while at least
+   * `minSeconds` of it remain (default: two thirds of `seconds`).
    */
-  presign(method: 'GET' | 'PUT', key: string, expiresInSeconds: number, download?: { contentType: string; filename: string }): Promise<string>
+  presign(method: 'GET' | 'PUT', key: string, seconds: number, options?: PresignOptions): Promise<PresignedUrl>
+}
+
+export interface PresignOptions {
+  download?: { contentType: string; filename: string }
+  minSeconds?: number
+}
+
+export interface PresignedUrl {
+  url: string
+  /** When the URL stops working (unix seconds): what the URL itself carries. */
+  expiresAt: number
 }

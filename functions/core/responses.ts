@@ -12,7 +12,7 @@ import { type RunEvent, runResponse } from './run-loop'
 import type { AssistantStore, FileStore, OrganizationStore, ResponseStore, SessionRecord, SessionStore, UsageMeter } from './stores'
 import type { BlobStore } from './ports'
 import { resolveFiles } from './files'
-import { claimSession, liveSession, newSession, SESSION_LOST } from './sessions'
+import { claimSession, liveSession, newSession, releaseSession, SESSION_LOST } from './sessions'
 import { type UploadSlots, Workspace, type WorkspaceDeps } from './workspace'
 
 export interface ResponsesDeps {
@@ -39,6 +39,9 @@ export function effectiveMode(requestTools: ToolSpec[] | undefined, assistantToo
   return tools.find((t) => t.type === 'code_interpreter')?.mode ?? 'off'
 }
 
+/** A response's claim on its session is named after it, so a reservation carries to its run. */
+export const responseClaim = (responseId: string) => `claim_${responseId}`
+
 export async function createResponse(
   caller: Caller,
   request: ResponseRequest,
@@ -55,6 +58,8 @@ export interface PreparedResponse {
   sessionId: string
   /** Claims (or creates) the session for the response `responseId` ahead of its run (background: 409 now, not later). */
   reserve(responseId: string): Promise<void>
+  /** Lets go of what `reserve` claimed, when the run will not happen (its dispatch failed). */
+  release(responseId: string): Promise<void>
   run(options?: { onEvent?: (event: RunEvent) => void; responseId?: string; checkpoint?: (r: ResponseObject) => Promise<boolean> }): Promise<ResponseObject>
 }
 
@@ -122,12 +127,12 @@ export async function prepareResponse(
     ...(request.previous_response_id ? { previous_response_id: request.previous_response_id } : {}),
   })
   const claimSeconds = Math.ceil(deps.limits.deadlineMs / 1000) + 60
-  // A response's claim on its session is named after it, so a reservation carries to its run.
-  const holderOf = (responseId?: string) => (responseId ? `claim_${responseId}` : undefined)
+  const holderOf = (responseId?: string) => (responseId ? responseClaim(responseId) : undefined)
   const reserve: PreparedResponse['reserve'] = async (responseId) => {
-    await claimSession({ sessions: deps.store, clock: deps.clock }, session, holderOf(responseId)!, claimSeconds, created)
+    await claimSession({ sessions: deps.store, clock: deps.clock }, session, responseClaim(responseId), claimSeconds, created)
     created = false
   }
+  const release: PreparedResponse['release'] = (responseId) => releaseSession(deps.store, org, session.id, responseClaim(responseId))
   const run: PreparedResponse['run'] = async ({ onEvent, responseId, checkpoint } = {}) => {
   // The session is claimed for the run (one request at a time): 409 session_busy otherwise.
   const workspace = await Workspace.open(workspaceDeps, {
@@ -181,7 +186,7 @@ export async function prepareResponse(
   }
   return response
   }
-  return { queued, run, reserve, sessionId: session.id }
+  return { queued, run, reserve, release, sessionId: session.id }
 }
 
 

@@ -77,6 +77,15 @@ export async function claimSession(
   return claimed
 }
 
+/**
+ * Lets go of `holder`'s claim on the session, keeping the session as stored. Nothing happens when
+ * the claim is no longer the holder's (released already, or taken over after it lapsed).
+ */
+export async function releaseSession(sessions: SessionStore, organizationId: string, id: string, holder: string): Promise<void> {
+  const stored = await sessions.getSession(organizationId, id)
+  if (stored) await sessions.putSession(stored, { holder }).catch(() => false)
+}
+
 export async function createSession(caller: Caller, idleDays: number, deps: SessionsDeps): Promise<SessionObject> {
   const session = newSession(caller.organizationId, idleDays, deps.clock)
   await deps.sessions.putSession(session)

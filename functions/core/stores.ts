@@ -27,6 +27,11 @@ export interface ResponseStore {
   getResponse(organizationId: string, id: string): Promise<ResponseObject | undefined>
   /** Stores a running response's progress; answers whether a cancel was requested meanwhile. */
   saveProgress(response: ResponseObject): Promise<boolean>
+  /**
+   * Takes a queued response for one worker run: true once; false when it is not queued (ended,
+   * failed to start) or another delivery of the same run took it already.
+   */
+  takeQueued(organizationId: string, id: string): Promise<boolean>
   /** Marks a stored response for cancelling; false when there is no such response. */
   requestCancel(organizationId: string, id: string): Promise<boolean>
   /** The response id an earlier request with this idempotency key got, or claims the key for `responseId`. */

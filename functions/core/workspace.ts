@@ -12,7 +12,7 @@ import { fileContentMissing, SandboxProtocolError } from './errors'
 import { type FilesDeps, type StoredFile, fileKey, mediaType, storeGenerated } from './files'
 import { newId } from './ids'
 import type { BlobStore, Clock } from './ports'
-import { claimSession, stateKeys } from './sessions'
+import { claimSession, releaseSession, stateKeys } from './sessions'
 import type { FileStore, SessionRecord, SessionStore, StatePartRecord } from './stores'
 
 /** A file travels inline while it is at most this large and the block's inline total allows. */
@@ -21,8 +21,22 @@ const INLINE_FILES_TOTAL = 3 * 1024 * 1024
 /** A state part stays in the session record while small; the record keeps at most this inline. */
 const INLINE_PART_CHARS = 96_000
 const INLINE_STATE_CHARS = 200_000
-/** Presigned URLs given to the runner live this long (a block runs for at most 15 minutes). */
-const URL_SECONDS = 1800
+/**
+ * How long the URLs handed to the runner (inputs, state parts, upload slots) live: one whole
+ * sandbox invoke must fit in what remains of a URL when it is handed out (`minSeconds`), and a
+ * URL signed ahead is handed out again for up to SANDBOX_URL_REUSE_SECONDS. Short on purpose: a
+ * block may read its own invoke's event (docs/security.md), and a URL ends with the credentials
+ * that signed it anyway.
+ */
+export interface SandboxUrlLifetime {
+  seconds: number
+  minSeconds: number
+}
+export const SANDBOX_URL_REUSE_SECONDS = 300
+export function sandboxUrlLifetime(invokeTimeoutMs: number): SandboxUrlLifetime {
+  const minSeconds = Math.ceil(invokeTimeoutMs / 1000)
+  return { seconds: minSeconds + SANDBOX_URL_REUSE_SECONDS, minSeconds }
+}
 /** Images up to this size are also inlined in the output item as a data: URL. */
 export const INLINE_IMAGE_BYTES = 48 * 1024
 /** Files a session carries from block to block (with a request's own, within the sandbox's 100). */
@@ -34,7 +48,8 @@ export interface Slot {
   id: string
   key: string
   url: string
-  at: number
+  /** When the URL stops working (unix seconds). */
+  expiresAt: number
 }
 
 /**
@@ -46,18 +61,22 @@ export class UploadSlots {
 
   constructor(
     private readonly blobs: BlobStore,
+    /** Also the lifetime of the other URLs handed to the runner (Workspace.payload). */
+    readonly lifetime: SandboxUrlLifetime,
     private readonly now: () => number = Date.now,
   ) {}
 
   async take(organizationId: string, n: number): Promise<Slot[]> {
-    const fresh = this.now() - (URL_SECONDS * 1000) / 3
-    const pool = (this.pools.get(organizationId) ?? []).filter((s) => s.at > fresh)
+    // Kept only while a whole invoke still fits in what is left of the URL.
+    const fresh = this.now() / 1000 + this.lifetime.minSeconds
+    const pool = (this.pools.get(organizationId) ?? []).filter((s) => s.expiresAt >= fresh)
     const taken = pool.splice(0, n)
     this.pools.set(organizationId, pool)
     while (taken.length < n) {
       const id = newId('file')
       const key = fileKey(organizationId, id)
-      taken.push({ id, key, url: await this.blobs.presign('PUT', key, URL_SECONDS), at: this.now() })
+      const signed = await this.blobs.presign('PUT', key, this.lifetime.seconds, { minSeconds: this.lifetime.minSeconds })
+      taken.push({ id, key, url: signed.url, expiresAt: signed.expiresAt })
     }
     return taken
   }
@@ -174,6 +193,8 @@ export class Workspace {
   /** The payload fields for the next block. */
   async payload(wantState: boolean): Promise<Pick<SandboxPayload, 'files' | 'state' | 'uploads' | 'want_state'>> {
     const { blobs } = this.deps
+    const { seconds, minSeconds } = this.deps.slots.lifetime
+    const presignGet = async (key: string) => (await blobs.presign('GET', key, seconds, { minSeconds })).url
     let inline = INLINE_FILES_TOTAL
     const files = await Promise.all(
       this.placed().map(async ({ file, writable }): Promise<InputFile> => {
@@ -184,7 +205,7 @@ export class Workspace {
           if (!data) throw fileContentMissing(file.id)
           return { ...base, data: Buffer.from(data).toString('base64') }
         }
-        return { ...base, url: await blobs.presign('GET', file.key, URL_SECONDS) }
+        return { ...base, url: await presignGet(file.key) }
       }),
     )
     const parts = wantState ? this.init.session?.state?.parts : undefined
@@ -194,7 +215,7 @@ export class Workspace {
             parts.map(async (p) =>
               p.data !== undefined
                 ? { sha256: p.sha256, bytes: p.bytes, data: p.data }
-                : { sha256: p.sha256, bytes: p.bytes, url: await blobs.presign('GET', p.key!, URL_SECONDS) },
+                : { sha256: p.sha256, bytes: p.bytes, url: await presignGet(p.key!) },
             ),
           ),
         }
@@ -312,6 +333,7 @@ export class Workspace {
    * this request outlived its claim and another took the session): nothing is saved then.
    */
   async persist(idleDays: number): Promise<boolean> {
+    await this.dropUnsettledSlots()
     const session = this.init.session
     if (!session || this.released) return true
     this.released = true
@@ -325,13 +347,24 @@ export class Workspace {
     return saved
   }
 
+  /**
+   * Upload slots handed to a block whose result never came back (the invoke failed or timed
+   * out): the runner may have stored objects there that no file names, so they are deleted,
+   * never offered again.
+   */
+  private async dropUnsettledSlots(): Promise<void> {
+    const keys = this.slots.map((s) => s.key)
+    this.slots = []
+    if (keys.length) await this.deps.blobs.delete(keys).catch(() => undefined)
+  }
+
   /** Releases the session without saving (a request that failed before it could persist). */
   async release(): Promise<void> {
+    await this.dropUnsettledSlots()
     const session = this.init.session
     if (!session || this.released) return
     this.released = true
-    const original = this.unclaimedNew ? undefined : await this.deps.sessions.getSession(session.organization_id, session.id)
-    if (original) await this.deps.sessions.putSession(original, { holder: this.holder }).catch(() => false)
+    if (!this.unclaimedNew) await releaseSession(this.deps.sessions, session.organization_id, session.id, this.holder)
     const unused = stateKeys(session).filter((k) => !this.initialKeys.has(k))
     if (unused.length) await this.deps.blobs.delete(unused).catch(() => undefined)
   }

@@ -15,6 +15,7 @@ import {
   invalidRequest,
   responseAlreadyEnded,
 } from '../core/errors'
+import { startBackground } from '../core/background'
 import { executeCode } from '../core/executions'
 import { hashApiKey, newId } from '../core/ids'
 import { getResponse, listResponses, prepareResponse } from '../core/responses'
@@ -78,7 +79,7 @@ export function createApiHandler(deps: ApiDeps) {
 
   const responsesDeps = responsesDepsOf(deps)
   const workspaceDeps = { files: deps.store, blobs: deps.blobs, sessions: deps.store, clock: deps.clock, slots: deps.slots }
-  const filesDeps = { files: deps.store, blobs: deps.blobs, clock: deps.clock, maxFileBytes: config.fileMaxBytes }
+  const filesDeps = { files: deps.store, blobs: deps.blobs, clock: deps.clock, maxFileBytes: config.fileMaxBytes, urlSeconds: config.presignedUrlSeconds }
 
   /** POST /v1/responses: answered at once (JSON), as a stream of events, or in the background. */
   const createResponseRoute: Route = async (event) => {
@@ -99,11 +100,9 @@ export function createApiHandler(deps: ApiDeps) {
     }
     if (body.background) {
       if (!deps.background) throw backgroundNotAvailable()
-      const queued = prepared.queued(responseId)
-      // Taken now, so a busy session is a 409 here and the new one exists once the id is out.
-      await prepared.reserve(responseId)
-      await deps.store.putResponse(queued)
-      await deps.background.start({ organizationId: who.organizationId, keyId: who.keyId, responseId, request: body, sessionId: prepared.sessionId })
+      // The session is taken now (a busy one is 409 here), the job stored, and only its ids dispatched.
+      const job = { organizationId: who.organizationId, keyId: who.keyId, responseId, request: body, sessionId: prepared.sessionId }
+      const queued = await startBackground(prepared, job, { store: deps.store, blobs: deps.blobs, background: deps.background })
       return json(202, queued)
     }
     if (body.stream) return eventStream((onEvent) => prepared.run({ onEvent, responseId }))

@@ -3,12 +3,12 @@ import { LambdaClient, type LambdaClientConfig } from '@aws-sdk/client-lambda'
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb'
 import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3'
 import { S3BlobStore } from '../adapters/s3-blobs'
-import { UploadSlots } from '../core/workspace'
+import { sandboxUrlLifetime, UploadSlots } from '../core/workspace'
 import { DynamoStore } from '../adapters/dynamo-store'
 import { HotPathCache } from '../adapters/hot-path-cache'
 import { LambdaSandbox } from '../adapters/lambda-sandbox'
 import { createModelProvider } from '../adapters/models/index'
-import type { ApiConfig } from '../config'
+import { type ApiConfig, sandboxInvokeTimeoutMs } from '../config'
 import { LambdaBackground } from '../adapters/lambda-background'
 import { type BackgroundRuns, InProcessBackground } from '../core/background'
 import type { ModelProvider } from '../core/model'
@@ -42,14 +42,33 @@ export interface ClientOverrides {
   inProcessBackground?: boolean
 }
 
+/**
+ * The LambdaClient that invokes the sandbox, one code block per invoke.
+ *
+ * - One attempt, never a retry: the SDK's standard strategy retries timeouts, dropped connections
+ *   (ECONNRESET, EPIPE) and 5xx answers, after which the block may well have run; a second run
+ *   would repeat it in the same session (its state, its files). A throttled invoke (429, nothing
+ *   ran) is answered 429 sandbox_busy, and the caller retries.
+ * - A whole-request timeout that throws: @smithy/node-http-handler only logs a warning when
+ *   `requestTimeout` passes unless `throwOnRequestTimeout` is set, and a synchronous invoke
+ *   sends nothing until it ends, so without it a stuck invoke would hold the API until its own
+ *   Lambda timeout. The default is sandboxInvokeTimeoutMs (functions/config.ts).
+ */
+export function createSandboxLambdaClient(
+  codeTimeoutMs: number,
+  overrides: LambdaClientConfig = {},
+  timeoutMs = sandboxInvokeTimeoutMs(codeTimeoutMs),
+): LambdaClient {
+  return new LambdaClient({
+    ...overrides,
+    maxAttempts: 1,
+    requestHandler: { requestTimeout: timeoutMs, throwOnRequestTimeout: true, connectionTimeout: 5_000 },
+  })
+}
+
 /** The composition root: the same adapters deployed and locally (local passes endpoint overrides). */
 export function createDeps(config: ApiConfig, overrides: ClientOverrides = {}, env: Record<string, string | undefined> = process.env): ApiDeps {
-  const lambda = new LambdaClient({
-    ...overrides.lambda,
-    maxAttempts: 2,
-    // The block's own limit plus room for the invoke and a cold start.
-    requestHandler: { requestTimeout: config.codeTimeoutMs + 20_000, connectionTimeout: 5_000 },
-  })
+  const lambda = createSandboxLambdaClient(config.codeTimeoutMs, overrides.lambda)
   const doc = DynamoDBDocumentClient.from(new DynamoDBClient({ ...overrides.dynamo }), {
     marshallOptions: { removeUndefinedValues: true },
   })
@@ -65,15 +84,25 @@ export function createDeps(config: ApiConfig, overrides: ClientOverrides = {}, e
       client: lambda,
       functionName: config.sandboxFunctionName,
       tenantIsolation: config.tenantIsolation,
+      invokeTimeoutMs: sandboxInvokeTimeoutMs(config.codeTimeoutMs),
     }),
     store,
     model: overrides.model === null ? undefined : (overrides.model ?? createModelProvider(env)),
     clock: { now: () => new Date() },
     blobs,
-    slots: new UploadSlots(blobs),
+    slots: new UploadSlots(blobs, sandboxUrlLifetime(sandboxInvokeTimeoutMs(config.codeTimeoutMs))),
   }
   if (overrides.inProcessBackground) deps.background = new InProcessBackground(() => responsesDepsOf(deps))
-  else if (config.workerFunctionName) deps.background = new LambdaBackground(lambda, config.workerFunctionName)
+  else if (config.workerFunctionName) {
+    // Its own client: an Event invoke may be retried (the SDK's standard retries), since the worker
+    // takes a run once however often its ticket arrives; a short timeout, since Lambda only queues it.
+    const dispatch = new LambdaClient({
+      ...overrides.lambda,
+      maxAttempts: 3,
+      requestHandler: { requestTimeout: 10_000, throwOnRequestTimeout: true, connectionTimeout: 5_000 },
+    })
+    deps.background = new LambdaBackground(dispatch, config.workerFunctionName)
+  }
   return deps
 }
 

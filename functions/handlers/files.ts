@@ -3,7 +3,7 @@ import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda'
 import { Readable } from 'node:stream'
 import { z } from 'zod'
 import { SessionCreate } from '../contract/api'
-import { FileId, UploadPurpose, UploadRequest } from '../contract/files'
+import { type FileDownload, FileId, UploadPurpose, UploadRequest } from '../contract/files'
 import { OrganizationId, SessionId } from '../contract/ids'
 import { SandboxFileName } from '../contract/sandbox'
 import { assertOrganization, type Caller } from '../core/auth'
@@ -79,7 +79,11 @@ export function fileRoutes(deps: FileRoutesDeps) {
     const who = await caller(event)
     const content = await files.fileContent(who, idFrom(event, FileId), deps.files)
     if ('redirect' in content) {
-      const redirect: APIGatewayProxyResult = { statusCode: 307, headers: { location: content.redirect!, 'cache-control': 'no-store' }, body: '' }
+      // Clients that follow redirects fetch the URL; the body says when it stops working.
+      const { url, expiresAt } = content.redirect!
+      const body: FileDownload = { object: 'file.download', url, expires_at: expiresAt }
+      const redirect: APIGatewayProxyResult = json(307, body)
+      redirect.headers = { ...redirect.headers, location: url }
       return redirect
     }
     const { file, body, bytes } = content

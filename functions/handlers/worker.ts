@@ -1,23 +1,16 @@
 /** Lambda entry point of the background worker: runs one queued response (see core/background.ts). */
-import { z } from 'zod'
-import { OrganizationId } from '../contract/api'
-import { ResponseId, ResponseRequest, SessionId } from '../contract/responses'
+import { BackgroundTicket } from '../contract/background'
 import { loadApiConfig } from '../config'
-import { runBackgroundJob } from '../core/background'
-import { createDeps, responsesDepsOf } from './deps'
+import { runBackgroundTicket } from '../core/background'
+import { type ApiDeps, createDeps, responsesDepsOf } from './deps'
 
-const Job = z.object({
-  organizationId: OrganizationId,
-  keyId: z.string().min(1),
-  responseId: ResponseId,
-  request: ResponseRequest,
-  /** The session the API reserved for this run when it answered 202. */
-  sessionId: SessionId.optional(),
-})
-const responsesDeps = responsesDepsOf(createDeps(loadApiConfig()))
-
-export const handler = async (event: unknown) => {
-  const job = Job.parse(event)
-  const response = await runBackgroundJob(job, responsesDeps)
-  return { response_id: response.id, status: response.status }
+/**
+ * The event is the ticket the API dispatched ({organizationId, responseId}); the job is loaded
+ * from the store. A repeated delivery of the same ticket answers `skipped` and runs nothing.
+ */
+export function createWorkerHandler(deps: ApiDeps) {
+  const responsesDeps = responsesDepsOf(deps)
+  return async (event: unknown) => runBackgroundTicket(BackgroundTicket.parse(event), responsesDeps)
 }
+
+export const handler = createWorkerHandler(createDeps(loadApiConfig()))

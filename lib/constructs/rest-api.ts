@@ -1,4 +1,4 @@
-import { CfnOutput, Duration, Validations } from 'aws-cdk-lib'
+import { CfnOutput, Duration, RemovalPolicy, Validations } from 'aws-cdk-lib'
 import * as apigw from 'aws-cdk-lib/aws-apigateway'
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb'
 import type * as lambda from 'aws-cdk-lib/aws-lambda'
@@ -52,7 +52,12 @@ export class InterpreterApi extends Construct {
       description: 'Serverless code interpreter',
       // Regional: an edge-optimized endpoint cuts streams after 30 s idle, Regional after 5 min.
       endpointConfiguration: { types: [apigw.EndpointType.REGIONAL] },
-      cloudWatchRole: false,
+      // Stage logging (the access logs below) needs the account's API Gateway CloudWatch Logs
+      // role, or the stage fails to deploy on an account that has none. CDK creates the role
+      // and AWS::ApiGateway::Account, and makes the stage depend on the latter. Retained on
+      // stack deletion: the setting is per account and Region, other APIs may log through it.
+      cloudWatchRole: props.config.api.cloudWatchRole,
+      cloudWatchRoleRemovalPolicy: props.config.api.cloudWatchRole ? RemovalPolicy.RETAIN : undefined,
       // The authorizer names the usage plan (its usageIdentifierKey); clients send no x-api-key.
       apiKeySourceType: apigw.ApiKeySourceType.AUTHORIZER,
       binaryMediaTypes: BINARY_MEDIA_TYPES,
@@ -75,6 +80,7 @@ export class InterpreterApi extends Construct {
       plans: props.config.plans,
       table: props.table,
       logRetention: props.logRetention,
+      sourceMaps: props.config.api.sourceMaps,
     })
     const gated: apigw.MethodOptions = {
       authorizer: this.usagePlans.authorizer,
@@ -156,9 +162,17 @@ export class InterpreterApi extends Construct {
       {
         id: 'AwsSolutions-APIG6',
         reason:
-          'Execution logging needs the account-wide API Gateway CloudWatch role, a per-Region singleton this stack must not own; access logs record every request and the function logs its errors',
+          'Execution logging stays off: API Gateway writes it to log groups it creates itself (API-Gateway-Execution-Logs_<id>/<stage>), outside this stack and its retention; access logs record every request and the functions log their errors',
       },
     )
+    const cloudWatchRole = this.api.node.tryFindChild('CloudWatchRole')
+    if (cloudWatchRole) {
+      Validations.of(cloudWatchRole).acknowledge({
+        id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]',
+        reason:
+          "The account-wide API Gateway CloudWatch Logs role serves every REST API of the account and Region, so it cannot be scoped to this stack's log groups; AWS's own service-role policy for it is the documented choice",
+      })
+    }
 
     const url = new CfnOutput(this, 'Url', {
       value: this.api.urlForPath('/v1'),

@@ -34,15 +34,29 @@ export interface SandboxFunctionProps {
 }
 
 /**
- * The Python sandbox: one invocation runs one code block of model-written code.
- * Everything here assumes the code is hostile: no network, a role that can do nothing from
- * inside, and (by default) one execution environment per organization.
+ * How `cdk deploy` builds the sandbox image (`docker build --platform linux/arm64
+ * --output=type=docker`): one platform, loaded into the local image store with Docker media
+ * types, whatever the buildx driver (a docker-container builder would otherwise keep the result
+ * in its cache only, and the push would find no image). Lambda refuses an image index, which
+ * BuildKit makes as soon as provenance or SBOM attestations are attached; the CDK CLI's asset
+ * publisher turns the default attestations off for its builds (BUILDX_NO_DEFAULT_ATTESTATIONS=1,
+ * checked against the pinned CLI in test/cdk/sandbox-image.test.ts). docs/deploy.md has the rest.
  */
+export const SANDBOX_IMAGE_BUILD: Pick<lambda.AssetImageCodeProps, 'platform' | 'outputs'> = {
+  platform: Platform.LINUX_ARM64,
+  outputs: ['type=docker'],
+}
+
 /** Memory kept for the runner, the zygote and its pre-imported stack (measured Pss about 200 MiB). */
 export const SANDBOX_RESERVED_MB = 384
 /** The runner's cache of session state parts: an eighth of the memory, at most 256 MiB. */
 export const stateCacheMb = (memoryMb: number) => Math.min(256, Math.floor(memoryMb / 8))
 
+/**
+ * The Python sandbox: one invocation runs one code block of model-written code.
+ * Everything here assumes the code is hostile: no network, a role that can do nothing from
+ * inside, and (by default) one execution environment per organization.
+ */
 export class SandboxFunction extends Construct {
   readonly function: lambda.DockerImageFunction
   readonly role: iam.Role
@@ -89,7 +103,7 @@ export class SandboxFunction extends Construct {
       description: 'Runs one block of untrusted Python per invocation',
       code: lambda.DockerImageCode.fromImageAsset(props.imageDirectory ?? projectPath('python-runtime'), {
         cmd: ['sandbox.runner.handler'],
-        platform: Platform.LINUX_ARM64,
+        ...SANDBOX_IMAGE_BUILD,
         exclude: ['**/__pycache__', '**/.pytest_cache', '**/.venv'],
       }),
       architecture: lambda.Architecture.ARM_64,

@@ -47,11 +47,18 @@ export function bedrockModelArns(modelId: string): string[] {
   return arns
 }
 
+/** The environment that turns Node's source-map support on (only with `api.sourceMaps`). */
+export const SOURCE_MAP_NODE_OPTIONS = '--enable-source-maps'
+
 /**
  * What every Node function of the service shares: the handler module (relative to the project
  * root, exporting `handler`), Node 22 on arm64, bundled by local esbuild to ESM.
+ *
+ * `sourceMaps` (config `api.sourceMaps`) adds an external `index.mjs.map` to the bundle; pair it
+ * with `nodeSourceMapEnvironment` so Node uses it. Off, the bundle carries no map and Node
+ * parses none at cold start.
  */
-export function nodeFunctionProps(entry: string) {
+export function nodeFunctionProps(entry: string, options: { readonly sourceMaps: boolean }) {
   return {
     entry: projectPath(entry),
     handler: 'handler',
@@ -69,10 +76,15 @@ export function nodeFunctionProps(entry: string) {
       // Bundle the pinned AWS SDK: Invoke's TenantId needs a newer client than the runtime may ship.
       externalModules: [],
       minify: true,
-      sourceMap: true,
+      sourceMap: options.sourceMaps,
       sourcesContent: false,
     },
   } satisfies Partial<nodejs.NodejsFunctionProps>
+}
+
+/** `NODE_OPTIONS` for a Node function: source-map support only when the bundle has maps. */
+export function nodeSourceMapEnvironment(sourceMaps: boolean): Record<string, string> {
+  return sourceMaps ? { NODE_OPTIONS: SOURCE_MAP_NODE_OPTIONS } : {}
 }
 
 /** The pinned runtime is a choice, not an oversight (cdk-nag AwsSolutions-L1). */
@@ -125,7 +137,7 @@ export class ServiceFunction extends Construct {
     })
 
     this.function = new nodejs.NodejsFunction(this, 'Function', {
-      ...nodeFunctionProps(props.entry),
+      ...nodeFunctionProps(props.entry, { sourceMaps: config.api.sourceMaps }),
       description: props.description,
       memorySize: config.api.memoryMb,
       timeout: Duration.seconds(config.api.timeoutSeconds),
@@ -143,7 +155,7 @@ export class ServiceFunction extends Construct {
         MODEL_PROVIDER: 'bedrock',
         BEDROCK_MODEL_ID: config.bedrockModelIds[0]!,
         BEDROCK_MODEL_IDS: config.bedrockModelIds.join(','),
-        NODE_OPTIONS: '--enable-source-maps',
+        ...nodeSourceMapEnvironment(config.api.sourceMaps),
         ...props.environment,
       },
       ...props.functionProps,

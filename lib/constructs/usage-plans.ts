@@ -8,7 +8,7 @@ import * as logs from 'aws-cdk-lib/aws-logs'
 import { Construct } from 'constructs'
 import type { UsagePlanConfig } from '../config'
 import { ownLogGroupOnly } from './sandbox'
-import { acknowledgeNodeRuntime, nodeFunctionProps } from './service-function'
+import { acknowledgeNodeRuntime, nodeFunctionProps, nodeSourceMapEnvironment } from './service-function'
 
 /** The only table action the authorizer needs: it reads one key record and one organization. */
 export const AUTHORIZER_TABLE_ACTIONS = ['dynamodb:GetItem']
@@ -19,6 +19,8 @@ export interface UsagePlansProps {
   readonly plans: Record<string, UsagePlanConfig>
   readonly table: dynamodb.ITableV2
   readonly logRetention: logs.RetentionDays
+  /** Source maps in the authorizer's bundle and NODE_OPTIONS (config `api.sourceMaps`). */
+  readonly sourceMaps: boolean
 }
 
 /**
@@ -78,7 +80,7 @@ export class UsagePlans extends Construct {
       new iam.PolicyStatement({ sid: 'ReadTable', actions: AUTHORIZER_TABLE_ACTIONS, resources: [props.table.tableArn] }),
     )
     this.function = new nodejs.NodejsFunction(this, 'AuthorizerFunction', {
-      ...nodeFunctionProps('functions/handlers/authorizer.ts'),
+      ...nodeFunctionProps('functions/handlers/authorizer.ts', { sourceMaps: props.sourceMaps }),
       description: 'Code interpreter API authorizer: API key -> organization and usage plan',
       memorySize: 256,
       timeout: Duration.seconds(10),
@@ -87,7 +89,7 @@ export class UsagePlans extends Construct {
       environment: {
         TABLE_NAME: props.table.tableName,
         PLAN_USAGE_KEYS: JSON.stringify(this.usageKeys),
-        NODE_OPTIONS: '--enable-source-maps',
+        ...nodeSourceMapEnvironment(props.sourceMaps),
       },
     })
     acknowledgeNodeRuntime(this.function)

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { parseInterpreterConfig, sandboxTimeoutSeconds } from '../../lib/config'
+import { DEFAULT_API_MEMORY_MB, parseInterpreterConfig, sandboxTimeoutSeconds } from '../../lib/config'
 import { cdkJsonContext } from './support'
 
 const minimal = { bedrockModelIds: ['anthropic.claude-3-5-haiku-20241022-v1:0'] }
@@ -17,10 +17,19 @@ describe('interpreter config', () => {
       memoryMb: 2048,
       // Room for a 50 MB input file, the files the code writes and its scratch.
       ephemeralStorageMb: 2048,
-      reservedConcurrency: 20,
+      // Nothing reserved: a new account keeps at least 100 unreserved and refuses any reservation.
+      reservedConcurrency: null,
       codeTimeoutMs: 30_000,
       tenantIsolation: true,
     })
+    expect(config.api).toEqual({
+      // Sized for waiting on the model and the sandbox (docs/deploy.md, "API memory").
+      memoryMb: 512,
+      timeoutSeconds: 300,
+      cloudWatchRole: true,
+      sourceMaps: false,
+    })
+    expect(DEFAULT_API_MEMORY_MB).toBe(512)
     expect(config.files).toEqual({ maxFileBytes: 536_870_912, corsOrigins: [] })
     expect(config.logRetentionDays).toBe(30)
   })
@@ -53,6 +62,21 @@ describe('interpreter config', () => {
     )
   })
 
+  it('takes booleans for api.cloudWatchRole and api.sourceMaps, and null or a whole number >= 1 for the reservation', () => {
+    const api = (value: Record<string, unknown>) => () => parseInterpreterConfig({ ...minimal, api: value })
+    expect(parseInterpreterConfig({ ...minimal, api: { cloudWatchRole: false, sourceMaps: true } }).api).toMatchObject({
+      cloudWatchRole: false,
+      sourceMaps: true,
+    })
+    expect(api({ cloudWatchRole: 'false' })).toThrow(/interpreter\.api\.cloudWatchRole:.*boolean/)
+    expect(api({ sourceMaps: 1 })).toThrow(/interpreter\.api\.sourceMaps:.*boolean/)
+    expect(api({ sourceMap: true })).toThrow(/interpreter\.api:.*sourceMap/)
+    const reserve = (reservedConcurrency: unknown) => parseInterpreterConfig({ ...minimal, sandbox: { reservedConcurrency } }).sandbox.reservedConcurrency
+    expect(reserve(null)).toBeNull()
+    expect(reserve(50)).toBe(50)
+    expect(() => reserve(0)).toThrow(/interpreter\.sandbox\.reservedConcurrency:/)
+  })
+
   it('rejects misspelled keys instead of silently using a default', () => {
     expect(() => parseInterpreterConfig({ ...minimal, sandbox: { memoryMB: 4096 } })).toThrow(
       /interpreter\.sandbox:.*memoryMB/,
@@ -69,7 +93,10 @@ describe('interpreter config', () => {
   it('requires the API to outlast one sandbox invocation', () => {
     expect(() =>
       parseInterpreterConfig({ ...minimal, sandbox: { codeTimeoutMs: 60_000 }, api: { timeoutSeconds: 60 } }),
-    ).toThrow(/interpreter\.api\.timeoutSeconds: must exceed the sandbox timeout \(70 s\)/)
+    ).toThrow(/interpreter\.api\.timeoutSeconds: must exceed the sandbox invoke's timeout \(85 s: the sandbox timeout of 70 s/)
+    // Past the sandbox's own timeout is not enough: a cold start's init and the way back come on top.
+    expect(() => parseInterpreterConfig({ ...minimal, api: { timeoutSeconds: 50 } })).toThrow(/timeoutSeconds: must exceed the sandbox invoke's timeout \(55 s/)
+    expect(parseInterpreterConfig({ ...minimal, api: { timeoutSeconds: 56 } }).api.timeoutSeconds).toBe(56)
   })
 
   it('derives the sandbox timeout from the code timeout with a margin', () => {

@@ -53,6 +53,8 @@ describe('cdk-nag AwsSolutions', () => {
         'CodeInterpreter/Api/Role/DefaultPolicy: AwsSolutions-IAM5[Resource::<StorageBucket5CB7C8EA.Arn>/state/*]',
         'CodeInterpreter/Api/Role/DefaultPolicy: AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:*::foundation-model/anthropic.claude-sonnet-4-5-20250929-v1:0]',
         'CodeInterpreter/RestApi/Api: AwsSolutions-APIG3',
+        'CodeInterpreter/RestApi/Api/CloudWatchRole: AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]',
+        'CodeInterpreter/SandboxS3Access/S3PrefixList/CustomResourcePolicy: AwsSolutions-IAM5[Resource::*]',
         'CodeInterpreter/RestApi/UsagePlans/AuthorizerFunction: AwsSolutions-L1',
         'CodeInterpreter/RestApi/Api: AwsSolutions-APIG4',
         'CodeInterpreter/RestApi/Api: AwsSolutions-APIG6',

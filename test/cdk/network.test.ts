@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { ALLOW_RULE_PRIORITY, BLOCK_RULE_PRIORITY } from '../../lib/constructs/dns-firewall'
-import { SANDBOX_S3_ACTIONS } from '../../lib/constructs/sandbox-s3-access'
+import { PREFIX_LIST_ID_PATH, PREFIX_LIST_LOOKUP_ACTIONS, SANDBOX_S3_ACTIONS } from '../../lib/constructs/sandbox-s3-access'
 import { buildStack, resourceByPrefix } from './support'
 
 const { template } = buildStack()
@@ -102,21 +102,61 @@ describe('sandbox path to S3', () => {
     expect(signers).toContainEqual({ 'Fn::GetAtt': [runnerRole, 'Arn'] })
   })
 
-  it("gives the sandbox's security group egress on TCP 443 only, and no ingress", () => {
-    // 0.0.0.0/0 because the S3 prefix list id needs a lookup; the route table confines it to the endpoint.
+  it("gives the sandbox's security group one egress rule, TCP 443 to the Region's S3 prefix list, and no ingress", () => {
+    const lookup = resourceByPrefix(template, 'Custom::AWS', 'SandboxS3AccessS3PrefixList')
     expect(sandboxSg.resource.Properties.SecurityGroupEgress).toEqual([
       {
-        CidrIp: '0.0.0.0/0',
-        Description: 'HTTPS to S3 via the gateway endpoint (the only route out)',
+        DestinationPrefixListId: { 'Fn::GetAtt': [lookup.logicalId, PREFIX_LIST_ID_PATH] },
+        Description: "HTTPS to S3 through the gateway endpoint (the Region's S3 prefix list), the only route out",
         FromPort: 443,
         IpProtocol: 'tcp',
         ToPort: 443,
       },
     ])
+    // No address range at all (0.0.0.0/0 included), and no rule outside the group: inline, the
+    // group is created with this rule and never with EC2's default allow-all egress.
+    expect(JSON.stringify(sandboxSg.resource.Properties)).not.toMatch(/CidrIp/)
     expect(sandboxSg.resource.Properties.SecurityGroupIngress).toBeUndefined()
     template.resourceCountIs('AWS::EC2::SecurityGroupEgress', 0)
     template.resourceCountIs('AWS::EC2::SecurityGroupIngress', 0)
     expect(sandbox.resource.Properties.VpcConfig.SecurityGroupIds).toEqual([{ 'Fn::GetAtt': [sandboxSg.logicalId, 'GroupId'] }])
+  })
+
+  it('finds that prefix list at deploy time by the gateway endpoint\'s own service name, with a role that can do nothing else', () => {
+    const lookup = resourceByPrefix(template, 'Custom::AWS', 'SandboxS3AccessS3PrefixList')
+    // The call is JSON with the Region spliced in; compare it with the endpoint's ServiceName.
+    const region = (value: any) =>
+      value['Fn::Join'][1].map((part: unknown) => (typeof part === 'string' ? part : JSON.stringify(part) === '{"Ref":"AWS::Region"}' ? '<region>' : '<?>')).join('')
+    const call = JSON.parse(region(lookup.resource.Properties.Create))
+    expect(JSON.parse(region(lookup.resource.Properties.Update))).toEqual(call)
+    const [, endpoint] = ofType('AWS::EC2::VPCEndpoint')[0]!
+    expect(region(endpoint.Properties.ServiceName)).toBe('com.amazonaws.<region>.s3')
+    expect(call).toEqual({
+      service: 'EC2',
+      action: 'describeManagedPrefixLists',
+      parameters: { Filters: [{ Name: 'prefix-list-name', Values: [region(endpoint.Properties.ServiceName)] }] },
+      physicalResourceId: { responsePath: PREFIX_LIST_ID_PATH },
+      outputPaths: [PREFIX_LIST_ID_PATH],
+    })
+    // The SDK Lambda already has; no package download during the deploy.
+    expect(lookup.resource.Properties.InstallLatestAwsSdk).toBe(false)
+
+    const provider = resources[lookup.resource.Properties.ServiceToken['Fn::GetAtt'][0]]!
+    const roleId = provider.Properties.Role['Fn::GetAtt'][0]
+    expect(resources[roleId]!.Properties.ManagedPolicyArns).toBeUndefined()
+    const statements = ofType('AWS::IAM::Policy')
+      .filter(([, p]) => JSON.stringify(p.Properties.Roles) === JSON.stringify([{ Ref: roleId }]))
+      .flatMap(([, p]) => p.Properties.PolicyDocument.Statement)
+    expect(PREFIX_LIST_LOOKUP_ACTIONS).toEqual(['ec2:DescribeManagedPrefixLists'])
+    expect(statements).toEqual(
+      expect.arrayContaining([
+        { Sid: 'DescribeManagedPrefixLists', Effect: 'Allow', Action: 'ec2:DescribeManagedPrefixLists', Resource: '*' },
+        { Sid: 'OwnLogGroupOnly', Effect: 'Allow', Action: ['logs:CreateLogStream', 'logs:PutLogEvents'], Resource: { 'Fn::GetAtt': [provider.Properties.LoggingConfig.LogGroup.Ref, 'Arn'] } },
+      ]),
+    )
+    expect(statements).toHaveLength(2)
+    // Outside the sandbox's VPC: it reaches the EC2 API, the sandbox never calls it.
+    expect(provider.Properties.VpcConfig).toBeUndefined()
   })
 })
 

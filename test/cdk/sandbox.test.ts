@@ -25,8 +25,9 @@ describe('sandbox function', () => {
     expect(sandbox.resource.Properties).toMatchObject({
       MemorySize: config.sandbox.memoryMb,
       EphemeralStorage: { Size: config.sandbox.ephemeralStorageMb },
-      ReservedConcurrentExecutions: config.sandbox.reservedConcurrency,
     })
+    // null (the default) reserves nothing; deploy-time.test.ts checks both settings.
+    expect(sandbox.resource.Properties.ReservedConcurrentExecutions).toBe(config.sandbox.reservedConcurrency ?? undefined)
   })
 
   it('uses tenant isolation per organization', () => {

@@ -56,6 +56,14 @@ function decodePng(png: Buffer) {
   return { width, height, rawBytes: raw.length }
 }
 
+/** When a SigV4 presigned URL stops working, by what it carries (unix seconds). */
+function carriedExpiry(url: string): number {
+  const q = new URL(url).searchParams
+  const d = q.get('X-Amz-Date')!
+  const signed = Date.UTC(+d.slice(0, 4), +d.slice(4, 6) - 1, +d.slice(6, 8), +d.slice(9, 11), +d.slice(11, 13), +d.slice(13, 15)) / 1000
+  return signed + Number(q.get('X-Amz-Expires'))
+}
+
 const lastUserText = (r: RecordedConverse): string =>
   r.body.messages.filter((m: any) => m.role === 'user' && m.content.some((c: any) => c.text)).at(-1)?.content.find((c: any) => c.text)?.text ?? ''
 const resultText = (r: RecordedConverse) =>
@@ -121,6 +129,11 @@ describe('the files API', () => {
     const started = await api(ctx.service, 'POST', '/v1/files/uploads', { filename: 'wide.txt', purpose: 'assistants', bytes: data.length })
     expect(started.status).toBe(200)
     expect(started.body).toMatchObject({ object: 'file.upload', method: 'PUT', file: { status: 'pending', bytes: data.length } })
+    // The upload URL lives 15 minutes (PRESIGNED_URL_SECONDS), and expires_at is when it ends.
+    const now = Math.floor(Date.now() / 1000)
+    expect(started.body.expires_at).toBe(carriedExpiry(started.body.upload_url))
+    expect(started.body.expires_at - now).toBeGreaterThanOrEqual(895)
+    expect(started.body.expires_at - now).toBeLessThanOrEqual(901)
     const id = started.body.file.id
     // Not usable, and not completable, before its bytes arrive.
     expect((await api(ctx.service, 'POST', `/v1/files/uploads/${id}/complete`)).body.error.code).toBe('upload_missing')
@@ -130,9 +143,15 @@ describe('the files API', () => {
     const done = await api(ctx.service, 'POST', `/v1/files/uploads/${id}/complete`)
     expect(done.body).toMatchObject({ id, status: 'processed', bytes: data.length })
     // Over 10 MB, a download goes to S3 directly (API Gateway streams only 10 MB at full speed).
+    const asked = Math.floor(Date.now() / 1000)
     const redirect = await fetch(`${ctx.service.url}/v1/files/${id}/content`, { headers: auth, redirect: 'manual' })
     expect(redirect.status).toBe(307)
-    const direct = await fetch(redirect.headers.get('location')!)
+    // The answer also says where and until when (for clients that do not follow redirects).
+    const location = redirect.headers.get('location')!
+    expect(await redirect.json()).toEqual({ object: 'file.download', url: location, expires_at: carriedExpiry(location) })
+    expect(carriedExpiry(location) - asked).toBeGreaterThanOrEqual(895)
+    expect(carriedExpiry(location) - asked).toBeLessThanOrEqual(901)
+    const direct = await fetch(location)
     expect(direct.headers.get('content-disposition')).toBe("attachment; filename*=UTF-8''wide.txt")
     expect(Buffer.from(await direct.arrayBuffer()).equals(data)).toBe(true)
 

@@ -8,7 +8,7 @@ import { ScriptedModel } from '../../functions/adapters/models/scripted'
 import type { Assistant, ResponseObject } from '../../functions/contract/responses'
 import type { ModelProvider } from '../../functions/core/model'
 import { ModelError } from '../../functions/core/model'
-import { UploadSlots } from '../../functions/core/workspace'
+import { sandboxUrlLifetime, UploadSlots } from '../../functions/core/workspace'
 import type { ApiDeps } from '../../functions/handlers/deps'
 import { projectPath } from '../../lib/paths'
 import { api, startTestService, TEST_KEY } from '../support/local'
@@ -170,8 +170,8 @@ function fakeDeps(model: ModelProvider) {
     usageReservationBatch: 1,
   }
   const sandbox = { run: async () => { throw new Error('no sandbox in this test') } }
-  const blobs = { presign: async (_m: string, key: string) => `http://127.0.0.1:9/${key}`, delete: async () => undefined }
-  const slots = new UploadSlots(blobs as never)
+  const blobs = { presign: async (_m: string, key: string) => ({ url: `http://127.0.0.1:9/${key}`, expiresAt: Math.floor(Date.now() / 1000) + 900 }), delete: async () => undefined }
+  const slots = new UploadSlots(blobs as never, sandboxUrlLifetime(55_000))
   const deps = { config, store, hot, sandbox, model, blobs, slots, clock: { now: () => new Date() } } as unknown as ApiDeps
   return { deps, stored }
 }
