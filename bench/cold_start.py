@@ -6,7 +6,8 @@ For each of N rounds and each first block (print(1+1), a pandas groupby): drop t
 where this machine allows it (root, /proc/sys/vm/drop_caches writable), start
 python-runtime/local_worker.py (the same runner local mode and the Lambda handler use), and
 time, from the spawn: the worker's ready line (zygote imported and first standby forked), the
-first block's result, and a second block's result (warm). Also, in a fresh interpreter, the ms
+first block's result, and a second block's result (warm); print(1+1) also with the first zygote
+starting from a prebuilt font cache (SANDBOX_MPL_CACHE, as the image has), alternating. Also, in a fresh interpreter, the ms
 each of the zygote's imports adds, in its order.
 
 Output: {"drop_caches": bool, "rounds": {block: [{"ready_ms", "first_ms", "second_ms"}...]},
@@ -68,11 +69,22 @@ def _run(proc: subprocess.Popen, code: str) -> float:
     return ms
 
 
-def one_round(code: str, slot_uid: int, dropped: list[bool]) -> tuple[dict, dict]:
+def build_font_cache() -> str:
+    """matplotlib's font cache built as python-runtime/Dockerfile builds it; the folder's path."""
+    folder = tempfile.mkdtemp(prefix="bench-mplcache-")
+    subprocess.run([PYTHON, "-I", "-c", "import matplotlib.font_manager"], check=True,
+                   env={"PATH": "/usr/bin:/bin", "MPLCONFIGDIR": folder, "HOME": folder})
+    os.chmod(folder, 0o755)
+    return folder
+
+
+def one_round(code: str, slot_uid: int, dropped: list[bool], font_cache: str | None = None) -> tuple[dict, dict]:
     dropped.append(drop_caches())
     scratch = tempfile.mkdtemp(prefix="bench-cold-")
     env = {"PATH": "/usr/bin:/bin", "SANDBOX_SCRATCH_ROOT": scratch, "SANDBOX_SLOT_UID": str(slot_uid),
            "SANDBOX_POSTURE": "root" if os.geteuid() == 0 else "deployed"}
+    if font_cache:
+        env["SANDBOX_MPL_CACHE"] = font_cache
     if os.geteuid() != 0:
         env.update({"SANDBOX_UID_EXCLUSIVE": "1", "SANDBOX_WIPE_TMP": "1"})
     t0 = time.monotonic()
@@ -114,13 +126,22 @@ def import_times() -> list[list]:
 
 def main() -> None:
     n, slot_uid = int(sys.argv[1]), int(sys.argv[2])
+    prebuilt = "print(1+1), prebuilt font cache"
     rounds: dict[str, list] = {name: [] for name in BLOCKS}
+    rounds[prebuilt] = []
     dropped: list[bool] = []
     zygote: dict = {}
-    for _ in range(n):
-        for name, code in BLOCKS.items():
-            r, zygote = one_round(code, slot_uid, dropped)
-            rounds[name].append(r)
+    font_cache = build_font_cache()
+    try:
+        for _ in range(n):
+            for name, code in BLOCKS.items():
+                r, zygote = one_round(code, slot_uid, dropped)
+                rounds[name].append(r)
+            # A/B, alternating: the first zygote starting from the image's font cache (as in Lambda).
+            r, _ = one_round(BLOCKS["print(1+1)"], slot_uid, dropped, font_cache)
+            rounds[prebuilt].append(r)
+    finally:
+        subprocess.run(["rm", "-rf", font_cache], check=False)
     drop_caches()
     imports = import_times()
     print(json.dumps({"drop_caches": all(dropped), "rounds": rounds, "zygote_import_ms": zygote.get("import_ms"),
