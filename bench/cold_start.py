@@ -11,12 +11,14 @@ starting from a prebuilt font cache (SANDBOX_MPL_CACHE, as the image has), alter
 each of the zygote's imports adds, in its order.
 
 Output: {"drop_caches": bool, "rounds": {block: [{"ready_ms", "first_ms", "second_ms"}...]},
-"zygote_import_ms": int | null, "imports": [[module, ms], ...]}.
+"zygote_import_ms": int | null, "imports": [[module, ms], ...], "font_cache_ab": {"fresh_ms":
+[...], "prebuilt_ms": [...]} (importing pyplot, alternating), "load": "1m 5m 15m"}.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -124,6 +126,24 @@ def import_times() -> list[list]:
     return [[m, round(s * 1000, 1)] for m, s in json.loads(out.stdout)]
 
 
+def font_cache_ab(font_cache: str, n: int = 5) -> dict:
+    """ms to import matplotlib.pyplot in a fresh interpreter with an empty config dir (the font
+    cache is built) and with a copy of the prebuilt cache, alternating n times each."""
+    code = ("import time\nt = time.perf_counter()\nimport matplotlib\nmatplotlib.use('Agg')\n"
+            "import matplotlib.pyplot\nprint((time.perf_counter() - t) * 1000)")
+    out: dict[str, list] = {"fresh_ms": [], "prebuilt_ms": []}
+    for _ in range(n):
+        for key in out:
+            with tempfile.TemporaryDirectory() as mpl:
+                if key == "prebuilt_ms":
+                    for name in os.listdir(font_cache):
+                        shutil.copyfile(os.path.join(font_cache, name), os.path.join(mpl, name))
+                run = subprocess.run([PYTHON, "-I", "-c", code], capture_output=True, text=True, check=True,
+                                     env={"PATH": "/usr/bin:/bin", "MPLCONFIGDIR": mpl, "HOME": mpl})
+                out[key].append(round(float(run.stdout), 1))
+    return out
+
+
 def main() -> None:
     n, slot_uid = int(sys.argv[1]), int(sys.argv[2])
     prebuilt = "print(1+1), prebuilt font cache"
@@ -140,12 +160,15 @@ def main() -> None:
             # A/B, alternating: the first zygote starting from the image's font cache (as in Lambda).
             r, _ = one_round(BLOCKS["print(1+1)"], slot_uid, dropped, font_cache)
             rounds[prebuilt].append(r)
+        ab = font_cache_ab(font_cache)
     finally:
         subprocess.run(["rm", "-rf", font_cache], check=False)
     drop_caches()
     imports = import_times()
+    with open("/proc/loadavg") as f:
+        load = " ".join(f.read().split()[:3])
     print(json.dumps({"drop_caches": all(dropped), "rounds": rounds, "zygote_import_ms": zygote.get("import_ms"),
-                      "imports": imports}))
+                      "imports": imports, "font_cache_ab": ab, "load": load}))
 
 
 if __name__ == "__main__":

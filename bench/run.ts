@@ -212,6 +212,8 @@ interface ColdStart {
   rounds: Record<string, { ready_ms: number; first_ms: number; second_ms: number }[]>
   zygote_import_ms: number | null
   imports: [string, number][]
+  font_cache_ab: { fresh_ms: number[]; prebuilt_ms: number[] }
+  load: string
 }
 
 /** bench/cold_start.py: a worker started from nothing, page cache dropped where allowed. */
@@ -415,6 +417,9 @@ async function main(): Promise<void> {
     console.log(table(LAT_HEADER, coldRows))
     console.log(`zygote import, last round: ${cold.zygote_import_ms} ms. What each of its imports adds, in its order, in a fresh interpreter (cold cache):`)
     console.log(table(['module', 'ms'], cold.imports.map(([m, t]) => [m, ms(t)])))
+    const fresh_ = summarize(cold.font_cache_ab.fresh_ms)
+    const pre = summarize(cold.font_cache_ab.prebuilt_ms)
+    console.log(`import matplotlib.pyplot, fresh config dir vs a copy of the prebuilt font cache (alternating, n=${fresh_.n}): median ${ms(fresh_.median)} vs ${ms(pre.median)} ms (load ${cold.load} at the end)`)
 
     console.log(`\n== Fresh ${SYSTEM_PYTHON} -c <code> per block (no warm-up)`)
     const fresh = {

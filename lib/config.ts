@@ -14,6 +14,15 @@ const LOG_RETENTION_DAYS = [
 
 /** Seconds the sandbox Lambda gets beyond the code's own wall-clock limit (start-up, cleanup). */
 export const SANDBOX_TIMEOUT_MARGIN_SECONDS = 10
+/**
+ * Lambda's init phase is capped at 10 s and is not part of the function timeout; an init that
+ * runs over is retried inside the invoke, under the timeout (docs.aws.amazon.com/lambda/latest/dg/lambda-runtime-environment.html).
+ */
+export const SANDBOX_COLD_INIT_SECONDS = 10
+/** Placement, the request and up to 6 MB of answer on the wire. */
+export const SANDBOX_INVOKE_OVERHEAD_SECONDS = 5
+/** The longest API function timeout (900 s): the longest block is the one whose invoke it outwaits. */
+const MAX_CODE_TIMEOUT_MS = (900 - 1 - SANDBOX_TIMEOUT_MARGIN_SECONDS - SANDBOX_COLD_INIT_SECONDS - SANDBOX_INVOKE_OVERHEAD_SECONDS) * 1_000
 
 // A Bedrock model or inference-profile id. No '*' or '/': a wildcard here would widen the API role.
 const bedrockModelId = z
@@ -36,7 +45,7 @@ const sandboxSchema = z
       .number()
       .int()
       .min(1_000)
-      .max((900 - SANDBOX_TIMEOUT_MARGIN_SECONDS) * 1_000)
+      .max(MAX_CODE_TIMEOUT_MS, `at most ${MAX_CODE_TIMEOUT_MS}: the API (at most 900 s) must outwait the block's limit + ${SANDBOX_TIMEOUT_MARGIN_SECONDS + SANDBOX_COLD_INIT_SECONDS + SANDBOX_INVOKE_OVERHEAD_SECONDS} s`)
       .default(30_000),
     tenantIsolation: z.boolean().default(true),
   })
@@ -273,13 +282,6 @@ export function sandboxTimeoutSeconds(codeTimeoutMs: number): number {
   return Math.ceil(codeTimeoutMs / 1_000) + SANDBOX_TIMEOUT_MARGIN_SECONDS
 }
 
-/**
- * Lambda's init phase is capped at 10 s and is not part of the function timeout; an init that
- * runs over is retried inside the invoke, under the timeout (docs.aws.amazon.com/lambda/latest/dg/lambda-runtime-environment.html).
- */
-export const SANDBOX_COLD_INIT_SECONDS = 10
-/** Placement, the request and up to 6 MB of answer on the wire. */
-export const SANDBOX_INVOKE_OVERHEAD_SECONDS = 5
 
 /**
  * How long the API waits for one sandbox invoke, in ms (the LambdaClient's whole-request timeout):

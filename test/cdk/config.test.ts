@@ -97,6 +97,9 @@ describe('interpreter config', () => {
     // Past the sandbox's own timeout is not enough: a cold start's init and the way back come on top.
     expect(() => parseInterpreterConfig({ ...minimal, api: { timeoutSeconds: 50 } })).toThrow(/timeoutSeconds: must exceed the sandbox invoke's timeout \(55 s/)
     expect(parseInterpreterConfig({ ...minimal, api: { timeoutSeconds: 56 } }).api.timeoutSeconds).toBe(56)
+    // The longest block is the one the longest API timeout (900 s) still outwaits.
+    expect(parseInterpreterConfig({ ...minimal, sandbox: { codeTimeoutMs: 874_000 }, api: { timeoutSeconds: 900 } }).sandbox.codeTimeoutMs).toBe(874_000)
+    expect(() => parseInterpreterConfig({ ...minimal, sandbox: { codeTimeoutMs: 880_000 }, api: { timeoutSeconds: 900 } })).toThrow(/codeTimeoutMs: at most 874000/)
   })
 
   it('derives the sandbox timeout from the code timeout with a margin', () => {
