@@ -84,12 +84,30 @@ export const SandboxPayload = z
   .strict()
 export type SandboxPayload = z.input<typeof SandboxPayload>
 
+/**
+ * The richer forms of a result or a display() besides its text/plain (which is the item's `text`),
+ * as a Jupyter kernel keeps them in its MIME bundle. An image/png is an image item of its own.
+ */
+export const MimeBundle = z
+  .object({
+    'text/html': z.string().optional(),
+    'text/markdown': z.string().optional(),
+    'text/latex': z.string().optional(),
+    'image/svg+xml': z.string().optional(),
+    /** Any JSON value, as the object gave it. */
+    'application/json': z.unknown().optional(),
+  })
+  .strict()
+export type MimeBundle = z.infer<typeof MimeBundle>
+
 export const TextOutput = z
   .object({
     type: z.literal('text'),
-    /** stdout, stderr, the value of the final expression, or a notice from the sandbox itself. */
+    /** stdout, stderr, the value of the final expression (or a display()), or a notice from the sandbox itself. */
     source: z.enum(['stdout', 'stderr', 'result', 'sandbox']),
     text: z.string(),
+    /** source `result` only, when the object offers more than text (a DataFrame's HTML table, LaTeX, ...). */
+    mime_bundle: MimeBundle.optional(),
   })
   .strict()
 /** Generated media travel inline (`data`, base64) or, when large, in the upload slot `slot`. */

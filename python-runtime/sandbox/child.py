@@ -1,32 +1,38 @@
 """The child: set up isolation while on standby, then run exactly one code block and die.
 
-Runs inside a process forked from the zygote, so it already holds numpy, pandas, scipy, sympy
-and matplotlib. Everything here before `read job` happens off the critical path.
+Runs inside a process forked from the zygote, so it already holds numpy, pandas, scipy, sympy,
+matplotlib and the cell machinery (cell.py). Everything here before `read job` happens off the
+critical path. The block's fd 1 and fd 2 are two pipes the runner reads (stdio.py); what it
+shows besides (results, displays, images, errors) goes to the runner as frames on the result pipe.
 """
 from __future__ import annotations
 
-import ast
-import builtins
-import io
+import base64
 import json
-import linecache
 import os
 import pickle
 import resource
 import signal
 import struct
 import sys
+import threading
+import time
 import traceback
-import types
 
-from . import frames, kernel, paths
+from . import cell, frames, kernel, paths, settings, stdio
+from .cell import CELL
 from .layers import LayerRecord
-
-CELL = "<cell>"
 MAX_JOB_BYTES = 64 << 20
 # Buffers at least this large (numpy/pandas data) leave the pickle as parts of their own, so an
 # unchanged one is recognised by its SHA-256 and never travels again.
 OUT_OF_BAND_MIN = 256 << 10
+# The session state's entry for the module-level settings (settings.py): not a Python name, so it
+# never meets one of the block's.
+SETTINGS_KEY = "\x00settings"
+# Threads the block leaves running are waited for until the time limit less this (seconds, at most
+# a fifth of the limit): the state and the done frame still go out before the runner's deadline.
+THREAD_RESERVE_S = 2.0
+_PNG = b"\x89PNG\r\n\x1a\n"
 
 
 class Limits:
@@ -109,6 +115,10 @@ def apply_rlimits(limits: Limits, nproc_base: int | None) -> None:
 _REFUSED = {
     "socket.__new__": "network access is disabled in the sandbox",
     "socket.socket": "network access is disabled in the sandbox",
+    # A socket pair (allowed) must not be pointed at a path or an address.
+    "socket.connect": "network access is disabled in the sandbox",
+    "socket.bind": "network access is disabled in the sandbox",
+    "socket.sendto": "network access is disabled in the sandbox",
     "subprocess.Popen": "starting programs is disabled in the sandbox",
     "os.system": "starting programs is disabled in the sandbox",
     "os.exec": "starting programs is disabled in the sandbox",
@@ -119,15 +129,40 @@ _REFUSED = {
 }
 
 
-def _audit(event: str, _args: tuple) -> None:
+def _from_socketpair() -> bool:
+    """The socket being made wraps one end of socket.socketpair(): the audit hook is called from
+    socket.socket.__init__, called by socket.socketpair."""
+    sock_module = sys.modules.get("socket")
+    where = getattr(sock_module, "__file__", None)
+    try:
+        frame = sys._getframe(2)
+    except ValueError:
+        return False
+    for _ in range(3):
+        if frame is None:
+            return False
+        if frame.f_code.co_name == "socketpair" and frame.f_code.co_filename == where:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _audit(event: str, args: tuple) -> None:
     # Friendly errors only: audit hooks are not a security boundary (seccomp and the process are).
     message = _REFUSED.get(event)
-    if message is not None:
-        raise PermissionError(message)
+    if message is None:
+        if event == "socket.sendmsg" and len(args) > 1 and args[1] is not None:
+            raise PermissionError("network access is disabled in the sandbox")
+        return
+    # A connected pair of AF_UNIX sockets (asyncio's event loop, multiprocessing.Pipe) reaches
+    # nothing outside the block; seccomp allows socketpair(AF_UNIX, stream or seqpacket) only.
+    if event == "socket.__new__" and len(args) > 1 and args[1] == 1 and _from_socketpair():
+        return
+    raise PermissionError(message)
 
 
-def become_standby(conf: dict, drop_uid: int | None, job_r: int, result_w: int, stdio_w: int,
-                   seccomp_prog: bytes | None) -> None:
+def become_standby(conf: dict, drop_uid: int | None, job_r: int, result_w: int, stdout_w: int,
+                   stderr_w: int, seccomp_prog: bytes | None) -> None:
     """Everything that isolates the block, done before the job arrives.
 
     Each layer is attempted and recorded (LayerRecord): a refusal (e.g. Lambda's seccomp profile
@@ -140,9 +175,10 @@ def become_standby(conf: dict, drop_uid: int | None, job_r: int, result_w: int, 
         signal.signal(sig, signal.SIG_DFL)
     devnull = os.open("/dev/null", os.O_RDWR)
     os.dup2(devnull, 0)
-    os.dup2(stdio_w, 1)
-    os.dup2(stdio_w, 2)
+    os.dup2(stdout_w, 1)
+    os.dup2(stderr_w, 2)
     _close_other_fds({job_r, result_w})
+    stdio.install()
     layers["close_fds"] = True
 
     scratch = os.path.join(conf["scratch_root"], str(os.getpid()))
@@ -183,50 +219,42 @@ def become_standby(conf: dict, drop_uid: int | None, job_r: int, result_w: int, 
     if conf["layers"].get("audit_hook", True):
         sys.addaudithook(_audit)
         layers["audit_hook"] = True
-    _reseed_inherited_random_state()
+    _as_a_kernel_starts()
     frames.write_json(result_w, frames.READY, record.to_json())
 
 
-def _reseed_inherited_random_state() -> None:
-    """Every child inherits the zygote's numpy global RandomState, so without this each block
-    drew the same "random" numbers (issue 13). Python's `random` reseeds itself at fork; numpy's
-    legacy global state does not. Seeded from the OS's entropy, as a fresh interpreter is."""
-    numpy = sys.modules.get("numpy")
-    if numpy is not None:
-        numpy.random.seed()
+def _as_a_kernel_starts() -> None:
+    """What a fresh kernel has and a copy of the zygote does not: the working directory first on
+    sys.path (the block imports its own files) and nothing of the sandbox there; every module-level
+    random generator reseeded from the OS's entropy (the zygote's numpy RandomState, sympy's, ...
+    would otherwise give each block the same numbers; issue 13)."""
+    runtime = os.path.dirname(_OWN_DIR)
+    sys.path[:] = [""] + [p for p in sys.path if p not in ("", runtime)]
+    settings.reseed_and_mark()
+    _warm()
+
+
+def _warm() -> None:
+    """Walk once, while on standby, the path every block takes (an empty block, the formatter): each
+    first write to a page inherited from the zygote costs a page fault and a copy (~30 us apiece on
+    a Firecracker VM such as Lambda's; a first result through IPython's formatter makes ~170), and
+    made now they are off the block's time. Measured (tests/bench_cell.py): ~10 ms less per block
+    that shows a value, for ~5-10 ms more CPU in the standby. Saving a session's state (cloudpickle,
+    settings.collect) is not warmed: it cost more CPU in every standby than it saved in the blocks
+    that keep state. Leaves no trace: no output, nothing in the namespace."""
+    try:
+        cell.warm_child()
+    except Exception:
+        pass
 
 
 _nproc_base = 0
 
 
-class _FrameStream(io.TextIOBase):
-    """sys.stdout/sys.stderr: each write becomes a frame, so order and partial output survive."""
-
-    def __init__(self, sink: "_Sink", kind: bytes, name: str):
-        self._sink, self._kind, self._name = sink, kind, name
-
-    @property
-    def name(self) -> str:  # some libraries inspect it
-        return f"<{self._name}>"
-
-    def writable(self) -> bool:
-        return True
-
-    def isatty(self) -> bool:
-        return False
-
-    def write(self, text: str) -> int:
-        if not isinstance(text, str):
-            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
-        self._sink.text(self._kind, text)
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
-
 class _Sink:
-    """Sends frames to the runner; stops sending text past the limit and counts what it drops."""
+    """Sends the block's frames to the runner (each after what fd 1 and fd 2 hold was read, so the
+    order is the order of the writes); stops sending result text past the limit and counts what it
+    drops. Receives what cell.py shows: bundle() and error()."""
 
     def __init__(self, fd: int, limits: Limits):
         self.fd = fd
@@ -234,32 +262,90 @@ class _Sink:
         self.dropped = 0
         self.reported = 0
 
-    def text(self, kind: bytes, text: str) -> None:
-        data = text.encode("utf-8", "replace")
-        if len(data) > self.budget:
-            self.dropped += len(data) - max(self.budget, 0)
-            data = data[: max(self.budget, 0)]
-            if data:
-                frames.write_frame(self.fd, kind, data)
-            # The count so far, now and then: a block that times out never sends its done frame.
-            if self.budget >= 0 or self.dropped - self.reported >= 1 << 16:
-                frames.write_frame(self.fd, frames.TRUNCATED, str(self.dropped).encode())
-                self.reported = self.dropped
-            self.budget = -1
-            return
-        if data:
+    def _take(self, data: bytes) -> bytes:
+        """data cut to what the budget still allows; the rest counted as dropped."""
+        if len(data) <= self.budget:
             self.budget -= len(data)
-            frames.write_frame(self.fd, kind, data)
+            return data
+        self.dropped += len(data) - max(self.budget, 0)
+        kept = data[: max(self.budget, 0)]
+        # The count so far, now and then: a block that times out never sends its done frame.
+        if self.budget >= 0 or self.dropped - self.reported >= 1 << 16:
+            self.send(frames.TRUNCATED, str(self.dropped).encode())
+            self.reported = self.dropped
+        self.budget = -1
+        return kept
 
-    def send(self, kind: bytes, payload: bytes) -> None:
+    def text(self, kind: bytes, text: str) -> None:
+        data = self._take(text.encode("utf-8", "replace"))
+        if data:
+            self.send(kind, data)
+
+    def notice(self, text: str) -> None:
+        """A note from the sandbox itself (not counted against the output limit)."""
+        self.send(frames.NOTICE, text.encode("utf-8", "replace")[: 60 << 10])
+
+    def send(self, kind: bytes, payload) -> None:
+        if kind not in (frames.STATE, frames.PART, frames.DONE):
+            stdio.settle_for_frame()
         frames.write_frame(self.fd, kind, payload)
 
+    def bundle(self, data: dict, result: bool) -> None:
+        """One displayed value (an execute_result when result, else a display_data) as Jupyter
+        keeps it: text/plain and the richer forms in RICH travel as one display frame, an
+        image/png as an image frame after it (a bundle of only text and a PNG, such as a figure's,
+        is only the image)."""
+        text = data.get("text/plain")
+        text = text if isinstance(text, str) else ""
+        rich = {}
+        for mime in cell.RICH:
+            value = data.get(mime)
+            if value is None:
+                continue
+            if mime == "application/json":
+                try:
+                    json.dumps(value)
+                except (TypeError, ValueError):
+                    continue
+            elif not isinstance(value, str):
+                continue
+            rich[mime] = value
+        png = data.get("image/png")
+        if isinstance(png, str):
+            try:
+                png = base64.b64decode(png, validate=False)
+            except ValueError:
+                png = None
+        if not isinstance(png, (bytes, bytearray)) or not bytes(png[:8]) == _PNG:
+            png = None
+        if png is None or rich:
+            text_bytes = text.encode("utf-8", "replace")
+            rich_bytes = sum(len(json.dumps(v, ensure_ascii=False).encode("utf-8", "replace")) for v in rich.values())
+            if rich and len(text_bytes) + rich_bytes > self.budget:
+                self.dropped += rich_bytes  # the richer forms go first; the text is kept as far as it fits
+                rich = {}
+            kept = self._take(text_bytes)
+            if kept or rich:
+                body = {"text": kept.decode("utf-8", "ignore")}
+                if rich:
+                    body["mime"] = rich
+                    self.budget -= rich_bytes
+                self.send(frames.DISPLAY, json.dumps(body, ensure_ascii=False).encode("utf-8", "replace"))
+        if png is not None:
+            self.send(frames.IMAGE, bytes(png))
 
-def _format_value(value: object) -> str:
+    def error(self, exc: BaseException) -> None:
+        name = type(exc).__name__
+        message = str(exc.code) if isinstance(exc, SystemExit) else _message(exc)
+        self.send(frames.ERROR, json.dumps({"name": name, "message": message,
+                                            "traceback": _user_traceback(exc)}, separators=(",", ":")).encode())
+
+
+def _message(exc: BaseException) -> str:
     try:
-        return repr(value)
-    except Exception as exc:  # a broken __repr__ must not fail the block
-        return f"<unrepresentable {type(value).__name__}: {exc!r}>"
+        return str(exc)
+    except Exception as inner:  # a broken __str__ must not fail the report
+        return f"<unprintable {type(exc).__name__}: {inner!r}>"
 
 
 _OWN_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -278,30 +364,20 @@ def _user_traceback(exc: BaseException) -> str:
     return "".join(lines)
 
 
-def _emit_figures(sink: _Sink) -> None:
-    plt = sys.modules.get("matplotlib.pyplot")
-    if plt is None:
-        return
-    for num in plt.get_fignums():
-        fig = plt.figure(num)
-        buf = io.BytesIO()
-        try:
-            fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-        except Exception as exc:
-            sink.text(frames.NOTICE, f"[a figure could not be rendered: {exc}]\n")
-            continue
-        finally:
-            plt.close(fig)
-        sink.send(frames.IMAGE, buf.getvalue())
-
-
 def _load_state(ns: dict, parts: list[bytearray], sink: _Sink) -> None:
     import cloudpickle  # noqa: F401  (cloudpickle registers reducers used by loads)
     try:
         # Writable buffers: arrays restored from them are writable, without a copy.
-        ns.update(pickle.loads(parts[0], buffers=parts[1:]))
+        saved = pickle.loads(parts[0], buffers=parts[1:])
     except Exception as exc:
-        sink.text(frames.NOTICE, f"[the saved Python state could not be restored: {type(exc).__name__}: {exc}]\n")
+        sink.notice(f"[the saved Python state could not be restored: {type(exc).__name__}: {exc}]")
+        return
+    kept = saved.pop(SETTINGS_KEY, None)
+    ns.update(saved)
+    if isinstance(kept, dict):
+        failed = settings.apply(kept, os.getcwd())
+        if failed:
+            sink.notice("[settings of the last block not restored: " + ", ".join(failed) + "]")
 
 
 def _pickle_parts(obj: object, known: set[str], slots: int) -> tuple[bytes, list]:
@@ -342,11 +418,14 @@ def _pickle_parts(obj: object, known: set[str], slots: int) -> tuple[bytes, list
 def _dump_state(ns: dict, sink: _Sink, limit: int, known: set[str], slots: int) -> None:
     import cloudpickle
     import hashlib
-    keep = {k: v for k, v in ns.items() if not k.startswith("__") and k not in ("display",)}
+    keep = {k: v for k, v in ns.items() if not cell.hidden(k, v)}
+    kept_settings, not_kept = settings.collect(os.getcwd())
+    if kept_settings:
+        keep[SETTINGS_KEY] = kept_settings
+    dropped = list(not_kept)
     try:
         main, parts = _pickle_parts(keep, known, slots)
     except Exception:
-        dropped = []
         for name in list(keep):
             try:
                 # Buffers out of band: checks picklability without copying large arrays.
@@ -357,12 +436,13 @@ def _dump_state(ns: dict, sink: _Sink, limit: int, known: set[str], slots: int) 
         try:
             main, parts = _pickle_parts(keep, known, slots)
         except Exception as exc:
-            sink.text(frames.NOTICE, f"[Python state was not saved: {type(exc).__name__}: {exc}]\n")
+            sink.notice(f"[Python state was not saved: {type(exc).__name__}: {exc}]")
             return
-        sink.text(frames.NOTICE, "[not kept for the next block (cannot be serialized): " + ", ".join(dropped) + "]\n")
+    if dropped:
+        sink.notice("[not kept for the next block (cannot be serialized): " + ", ".join(dropped) + "]")
     total = len(main) + sum(size for _sha, size, _view in parts)
     if total > limit:
-        sink.text(frames.NOTICE, f"[Python state was not saved: {total} bytes exceeds the {limit}-byte limit]\n")
+        sink.notice(f"[Python state was not saved: {total} bytes exceeds the {limit}-byte limit]")
         return
     main_sha = hashlib.sha256(main).hexdigest()
     manifest = [{"sha256": main_sha, "bytes": len(main), "ref": main_sha in known}]
@@ -375,18 +455,43 @@ def _dump_state(ns: dict, sink: _Sink, limit: int, known: set[str], slots: int) 
             sink.send(frames.PART, view)
 
 
+def _wait_for_threads(before: set, deadline: float, sink: _Sink) -> bool:
+    """Threads the block started and left running: those a Python program would wait for at its
+    end (not daemon) are waited for until deadline (time.monotonic() seconds), so their output is
+    kept; threading's exit hooks run first, as at interpreter exit (an executor nobody shut down
+    lets its idle workers go). A notice names what was still running. True if any thread ran on
+    after the code's last line."""
+    waiting, daemons = cell.threads_of_block(before)
+    if not waiting and not daemons:
+        return False
+    hooks = list(getattr(threading, "_threading_atexits", ()))
+    if waiting and hooks:
+        def run_hooks() -> None:
+            for hook in reversed(hooks):
+                try:
+                    hook()
+                except Exception:
+                    pass
+        threading.Thread(target=run_hooks, name="sandbox-exit-hooks", daemon=True).start()
+    for t in waiting:
+        t.join(max(0.0, deadline - time.monotonic()))
+    waiting, daemons = cell.threads_of_block(before)
+    daemons = [t for t in daemons if t.name != "sandbox-exit-hooks"]
+    if waiting:
+        sink.notice(f"[{len(waiting)} thread(s) of the block were still running at its time limit "
+                    f"({', '.join(t.name for t in waiting[:5])}): they were stopped, and what they "
+                    "would have written later is not here]")
+    if daemons:
+        sink.notice(f"[{len(daemons)} daemon thread(s) were still running when the block ended "
+                    f"({', '.join(t.name for t in daemons[:5])}): they were stopped with it, as at "
+                    "the end of a Python program, and what they would have written later is not here]")
+    return True
+
+
 def run_job(job: dict, result_w: int, limits: Limits) -> str:
+    started = time.monotonic()
     sink = _Sink(result_w, limits)
-    out = _FrameStream(sink, frames.STDOUT, "stdout")
-    err = _FrameStream(sink, frames.STDERR, "stderr")
-    sys.stdout, sys.stderr = out, err
-    ns: dict = {"__name__": "__main__", "__builtins__": builtins}
-
-    def display(*objs: object) -> None:
-        for obj in objs:
-            sink.text(frames.RESULT, _format_value(obj))
-
-    ns["display"] = display
+    ns = cell.namespace()
     known: set[str] = set()
     # Only the namespace keeps the parts alive: a variable the block deletes frees its memory.
     parts = job.pop("_parts", None)
@@ -394,35 +499,12 @@ def run_job(job: dict, result_w: int, limits: Limits) -> str:
         _load_state(ns, parts, sink)
         known = {p["sha256"] for p in job["state"]}
     del parts
-
-    plt = sys.modules.get("matplotlib.pyplot")
-    if plt is not None:
-        plt.show = lambda *a, **k: _emit_figures(sink)
-
-    code = job["code"]
-    linecache.cache[CELL] = (len(code), None, code.splitlines(True), CELL)
-    status = "completed"
-    try:
-        tree = ast.parse(code, filename=CELL, mode="exec")
-        last = None
-        if tree.body and isinstance(tree.body[-1], ast.Expr):
-            last = tree.body.pop()
-        exec(compile(tree, CELL, "exec"), ns)
-        if last is not None:
-            value = eval(compile(ast.Expression(last.value), CELL, "eval"), ns)
-            if value is not None:
-                sink.text(frames.RESULT, _format_value(value))
-    except SystemExit as exc:
-        if exc.code not in (None, 0):
-            status = "failed"
-            frames.write_json(result_w, frames.ERROR, {"name": "SystemExit", "message": str(exc.code),
-                                                       "traceback": _user_traceback(exc)})
-    except BaseException as exc:  # the user's error is a result, not a crash
-        status = "failed"
-        frames.write_json(result_w, frames.ERROR, {"name": type(exc).__name__, "message": str(exc),
-                                                   "traceback": _user_traceback(exc)})
-    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
-    _emit_figures(sink)
+    before = {t.ident for t in threading.enumerate()}
+    status = cell.run(job["code"], sink)
+    timeout = limits.timeout_ms / 1000
+    if _wait_for_threads(before, started + timeout - min(THREAD_RESERVE_S, timeout / 5), sink):
+        status = cell.end_figures()  # what the threads drew
+    kernel.flush_c_stdio()
     if job.get("want_state"):
         _dump_state(ns, sink, limits.max_state_bytes, known, int(job.get("state_slots") or 0))
     frames.write_json(result_w, frames.DONE, {"status": status, "dropped": sink.dropped})
@@ -448,10 +530,10 @@ def _read_parts(fd: int, specs: list[dict]) -> list[bytearray]:
     return parts
 
 
-def standby_and_run(conf: dict, drop_uid: int | None, job_r: int, result_w: int, stdio_w: int,
-                    seccomp_prog: bytes | None) -> None:
+def standby_and_run(conf: dict, drop_uid: int | None, job_r: int, result_w: int, stdout_w: int,
+                    stderr_w: int, seccomp_prog: bytes | None) -> None:
     global _nproc_base
-    become_standby(conf, drop_uid, job_r, result_w, stdio_w, seccomp_prog)
+    become_standby(conf, drop_uid, job_r, result_w, stdout_w, stderr_w, seccomp_prog)
     try:
         job = json.loads(frames.read_message(job_r, MAX_JOB_BYTES))
         parts = _read_parts(job_r, job.get("state") or [])

@@ -1,7 +1,11 @@
-"""Reading a running block: the child's frames on its result pipe and raw output on its stdio
-pipe, until its done frame, the end of its pipe, or the block's deadline. Anything the child sends
-is untrusted: each frame type is capped, and a frame that breaks the protocol fails the block
-(SandboxError)."""
+"""Reading a running block: the child's frames on its result pipe and what it writes to its fd 1
+and fd 2 (two pipes), until its done frame, the end of its pipe, or the block's deadline. Anything
+the child sends is untrusted: each frame type is capped, and a frame that breaks the protocol fails
+the block (SandboxError).
+
+Order: when several pipes are ready, the result pipe is read first, then fd 1, then fd 2; the child
+writes to one only after the runner has read the pipes after it in that order (stdio.py), so the
+items come out in the order the block wrote them."""
 from __future__ import annotations
 
 import codecs
@@ -107,33 +111,40 @@ def collect(sb: Standby, limits: dict, outputs: Outputs, block: Block, deadline:
     protocol violation."""
     caps = {frames.STDOUT: limits["max_output_bytes"] + 4096, frames.STDERR: limits["max_output_bytes"] + 4096,
             frames.RESULT: limits["max_output_bytes"] + 4096, frames.NOTICE: 64 << 10,
+            # JSON of text and MIME data within the output limit: escaping may grow it sixfold.
+            frames.DISPLAY: 6 * limits["max_output_bytes"] + 4096,
             frames.IMAGE: limits["max_files_bytes"] + 4096, frames.ERROR: JSON_FRAME_CAP,
             frames.DONE: JSON_FRAME_CAP, frames.TRUNCATED: 32}
     if want_state:
         caps[frames.STATE] = JSON_FRAME_CAP
         caps[frames.PART] = limits["max_state_bytes"]
     reader = FrameReader(caps)
-    decoder = codecs.getincrementaldecoder("utf-8")("replace")
-    open_fds = [sb.result_r, sb.stdio_r]
+    streams = {sb.stdout_r: ("stdout", codecs.getincrementaldecoder("utf-8")("replace")),
+               sb.stderr_r: ("stderr", codecs.getincrementaldecoder("utf-8")("replace"))}
+    # In this order of priority (see the module's docstring).
+    open_fds = [sb.result_r, sb.stdout_r, sb.stderr_r]
     while sb.result_r in open_fds:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
+            _drain_stdio(streams, outputs)
             outputs.error("TimeoutError", f"the code block exceeded the {limits['timeout_ms'] / 1000:g} s "
                           "time limit and was stopped", "")
             block.status = "timed_out"
             return
         ready, _, _ = select.select(open_fds, [], [], remaining)
-        for fd in ready:
-            if fd == sb.stdio_r:
+        for fd in [f for f in open_fds if f in ready]:
+            if fd in streams:
                 data = os.read(fd, 1 << 16)
                 if not data:
                     open_fds.remove(fd)
                 else:
-                    outputs.text("stdout", decoder.decode(data))
+                    source, decoder = streams[fd]
+                    outputs.text(source, decoder.decode(data))
                 continue
             got = reader.read_from(fd)
             if got is None:
                 block.ended = True
+                _drain_stdio(streams, outputs)
                 return
             for kind, payload in got:
                 if kind == frames.DONE:
@@ -147,7 +158,7 @@ def collect(sb: Standby, limits: dict, outputs: Outputs, block: Block, deadline:
                     dropped = done.get("dropped", 0)
                     if isinstance(dropped, int) and 0 <= dropped < 1 << 50:
                         block.child_dropped = max(block.child_dropped, dropped)
-                    _drain_stdio(sb, outputs, decoder)
+                    _drain_stdio(streams, outputs)
                     return
                 if kind == frames.STATE:
                     _state_manifest(payload, block, limits)
@@ -189,12 +200,40 @@ def _state_manifest(payload: bytes, block: Block, limits: dict) -> None:
     block.expected = [e["bytes"] for e in parts if not e["ref"]]
 
 
-def _drain_stdio(sb: Standby, outputs: Outputs, decoder) -> None:
-    while select.select([sb.stdio_r], [], [], 0)[0]:
-        data = os.read(sb.stdio_r, 1 << 16)
-        if not data:
-            break
-        outputs.text("stdout", decoder.decode(data))
+def _drain_stdio(streams: dict, outputs: Outputs) -> None:
+    """What fd 1 and fd 2 hold now, stdout first (the child settled stderr before writing it)."""
+    for fd, (source, decoder) in streams.items():
+        # Bounded: a process of the block may still be writing (a timed-out block, a daemon).
+        for _ in range(256):
+            if not select.select([fd], [], [], 0)[0]:
+                break
+            data = os.read(fd, 1 << 16)
+            if not data:
+                break
+            outputs.text(source, decoder.decode(data))
+        outputs.text(source, decoder.decode(b"", final=True))
+
+
+_MIME_TYPES = ("text/html", "text/markdown", "text/latex", "image/svg+xml", "application/json")
+
+
+def _display(payload: bytes) -> tuple[str, dict | None]:
+    """A display frame: (text/plain, the richer forms or None). Only the MIME types the contract
+    names, strings but application/json."""
+    bad = SandboxError("protocol violation: bad display frame")
+    try:
+        body = json.loads(payload)
+    except ValueError:
+        raise bad from None
+    if not isinstance(body, dict) or not isinstance(body.get("text"), str) or not set(body) <= {"text", "mime"}:
+        raise bad
+    mime = body.get("mime")
+    if mime is None:
+        return body["text"], None
+    if not isinstance(mime, dict) or not set(mime) <= set(_MIME_TYPES) \
+            or not all(isinstance(v, str) for k, v in mime.items() if k != "application/json"):
+        raise bad
+    return body["text"], mime or None
 
 
 def _apply_frame(kind: bytes, payload: bytes, outputs: Outputs) -> None:
@@ -203,7 +242,9 @@ def _apply_frame(kind: bytes, payload: bytes, outputs: Outputs) -> None:
     elif kind == frames.STDERR:
         outputs.text("stderr", payload.decode("utf-8", "replace"))
     elif kind == frames.RESULT:
-        outputs.text("result", payload.decode("utf-8", "replace") + "\n")
+        outputs.display(payload.decode("utf-8", "replace"), None)
+    elif kind == frames.DISPLAY:
+        outputs.display(*_display(payload))
     elif kind == frames.TRUNCATED:
         outputs.truncated()
     elif kind == frames.NOTICE:

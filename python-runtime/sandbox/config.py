@@ -88,6 +88,9 @@ class Config:
     # A read-only folder holding matplotlib's font cache (fontlist-v*.json), built into the
     # image: each zygote's fresh config dir starts with it instead of scanning the fonts.
     mpl_cache: str | None = None
+    # How a block runs (SANDBOX_CELL): "ipython", IPython's cell machinery as in a Jupyter kernel
+    # (plain Python cells, with a warning, if IPython cannot be imported), or "plain".
+    cell: str = "ipython"
     extra: dict = field(default_factory=dict)
 
     @staticmethod
@@ -115,6 +118,9 @@ class Config:
         if slot_uid is not None and slot_uid == 0:
             raise ConfigError("SANDBOX_SLOT_UID must not be 0")
         scratch = env.get("SANDBOX_SCRATCH_ROOT") or f"/tmp/sandbox-{os.getpid()}"
+        cell = env.get("SANDBOX_CELL", "ipython")
+        if cell not in ("ipython", "plain"):
+            raise ConfigError(f"SANDBOX_CELL must be ipython or plain, got {cell!r}")
         return Config(posture=posture, limits=limits, required=required, slot_uid=slot_uid,
                       scratch_root=scratch, python=env.get("SANDBOX_PYTHON") or sys.executable,
                       wipe_tmp=posture == "lambda" or env.get("SANDBOX_WIPE_TMP") == "1",
@@ -123,6 +129,7 @@ class Config:
                       uid_exclusive=posture == "lambda" or env.get("SANDBOX_UID_EXCLUSIVE") == "1",
                       standbys=_standbys(env),
                       mpl_cache=env.get("SANDBOX_MPL_CACHE") or None,
+                      cell=cell,
                       # Lambda answers at most 6 MB (6,291,456 bytes) synchronously; keep a margin.
                       max_result_bytes=_int_env(env, "SANDBOX_MAX_RESULT_BYTES", 6_000_000, 65_536),
                       max_input_bytes=_int_env(env, "SANDBOX_MAX_INPUT_BYTES", 1 << 30, 0),

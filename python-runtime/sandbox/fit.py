@@ -32,6 +32,8 @@ def _upper_size(result: dict) -> int:
     for o in result["outputs"]:
         n += 200 + 6 * (len(o.get("text", "")) + len(o.get("traceback", "")) + len(o.get("message", ""))
                         + len(o.get("filename", ""))) + len(o.get("data", ""))
+        if "mime_bundle" in o:
+            n += _json_size(o["mime_bundle"])
     for p in (result.get("state") or {}).get("parts", ()):
         n += 160 + len(p.get("data", ""))
     return n
@@ -148,6 +150,12 @@ def fit_result(result: dict, limit: int) -> None:
         notes.append(f"[{label} was left out: the result would exceed {limit} bytes]")
         if size() + sum(len(n) + 64 for n in notes) <= limit:
             break
+    bundles = sorted((o for o in outputs if "mime_bundle" in o), key=lambda o: -_json_size(o["mime_bundle"]))
+    for item in bundles:
+        if size() + sum(len(n) + 64 for n in notes) <= limit:
+            break
+        result["output_dropped_bytes"] = result.get("output_dropped_bytes", 0) + _json_size(item.pop("mime_bundle"))
+        notes.append("[the rich forms (HTML, ...) of a result were left out: the result would exceed the size limit]")
     state = result.get("state")
     if state and any("data" in p for p in state["parts"]) and size() > limit:
         del result["state"]

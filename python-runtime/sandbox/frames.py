@@ -17,9 +17,10 @@ import threading
 HEADER = struct.Struct(">cI")
 
 READY = b"y"      # standby is set up: JSON {layers}
-STDOUT = b"o"     # text
-STDERR = b"e"     # text
-RESULT = b"r"     # text repr of the final expression
+STDOUT = b"o"     # text (unused since fd 1 is a pipe of its own; still accepted)
+STDERR = b"e"     # text (likewise, fd 2)
+RESULT = b"r"     # text repr of the final expression (plain text; DISPLAY carries bundles)
+DISPLAY = b"m"    # JSON {text, mime?}: a result or display() as a MIME bundle (text/plain + RICH)
 IMAGE = b"i"      # PNG bytes
 ERROR = b"x"      # JSON {name, message, traceback}
 NOTICE = b"n"     # text from the sandbox itself (limits, dropped state)

@@ -16,6 +16,8 @@ _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_u
 _libc.prctl.restype = ctypes.c_int
 _libc.unshare.argtypes = [ctypes.c_int]
 _libc.unshare.restype = ctypes.c_int
+_libc.fflush.argtypes = [ctypes.c_void_p]
+_libc.fflush.restype = ctypes.c_int
 
 PR_SET_DUMPABLE = 4
 PR_GET_DUMPABLE = 3
@@ -70,6 +72,12 @@ def unshare_net() -> None:
     _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
 
 
+def flush_c_stdio() -> None:
+    """fflush(NULL): what C code printf'd into libc's buffers reaches fd 1 and fd 2 (the child
+    ends with _exit, which does not flush them)."""
+    _libc.fflush(None)
+
+
 # --- seccomp-bpf -------------------------------------------------------------------------------
 
 _AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
@@ -104,6 +112,11 @@ _DENY = {
                     mount_setattr=442),
 }
 _SOCKETPAIR = {"x86_64": 53, "aarch64": 199}
+# socketpair's type without SOCK_NONBLOCK / SOCK_CLOEXEC: stream and seqpacket pairs are connected
+# to each other for good (connect, sendto and sendmsg to an address fail); a datagram pair could
+# be pointed at any bound datagram socket on the filesystem (e.g. /dev/log), so it is refused.
+_SOCK_TYPE_MASK = 0xF
+_SOCK_STREAM, _SOCK_SEQPACKET = 1, 5
 _CLONE = {"x86_64": 56, "aarch64": 220}
 _CLONE3 = 435
 _AF_UNIX = 1
@@ -111,6 +124,7 @@ _AF_UNIX = 1
 _CLONE_NS_MASK = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000 | 0x80
 
 _LD_W_ABS = 0x20
+_ALU_AND_K = 0x54
 _JEQ_K = 0x15
 _JGE_K = 0x35
 _JSET_K = 0x45
@@ -153,10 +167,15 @@ def build_filter(arch: str | None = None) -> bytes:
     prog.append(_insn(_JSET_K, 0, 1, _CLONE_NS_MASK))
     prog.append(_insn(_RET_K, 0, 0, eperm))
     prog.append(_insn(_RET_K, 0, 0, _RET_ALLOW))
-    # socketpair(AF_UNIX) only: asyncio and multiprocessing need it; it reaches nothing outside.
-    prog.append(_insn(_JEQ_K, 0, 4, _SOCKETPAIR[arch]))
-    prog.append(_insn(_LD_W_ABS, 0, 0, 16))
-    prog.append(_insn(_JEQ_K, 1, 0, _AF_UNIX))
+    # socketpair(AF_UNIX, SOCK_STREAM or SOCK_SEQPACKET) only: asyncio's event loop and
+    # multiprocessing.Pipe need it; the pair is connected to itself and reaches nothing outside.
+    prog.append(_insn(_JEQ_K, 0, 8, _SOCKETPAIR[arch]))
+    prog.append(_insn(_LD_W_ABS, 0, 0, 16))              # args[0]: the domain
+    prog.append(_insn(_JEQ_K, 0, 4, _AF_UNIX))
+    prog.append(_insn(_LD_W_ABS, 0, 0, 24))              # args[1]: the type, flags masked off
+    prog.append(_insn(_ALU_AND_K, 0, 0, _SOCK_TYPE_MASK))
+    prog.append(_insn(_JEQ_K, 2, 0, _SOCK_STREAM))
+    prog.append(_insn(_JEQ_K, 1, 0, _SOCK_SEQPACKET))
     prog.append(_insn(_RET_K, 0, 0, eperm))
     prog.append(_insn(_RET_K, 0, 0, _RET_ALLOW))
     prog.append(_insn(_RET_K, 0, 0, _RET_ALLOW))

@@ -53,11 +53,41 @@ class Outputs:
             self.items.append(self.marker)
 
     def _append_text(self, source: str, text: str) -> None:
+        """Streams continue their last item; each result or display is an item of its own."""
         last = self.items[-1] if self.items else None
-        if last is not None and last is not self.marker and last["type"] == "text" and last["source"] == source:
+        if source in ("stdout", "stderr") and last is not None and last is not self.marker \
+                and last["type"] == "text" and last["source"] == source:
             last["text"] += text
         else:
             self.items.append({"type": "text", "source": source, "text": text})
+
+    def display(self, text: str, mime: dict | None) -> None:
+        """A result or display() as Jupyter keeps it: text/plain as `text`, the richer forms (HTML,
+        Markdown, LaTeX, SVG, JSON) as `mime_bundle`. Counted against the text cap; past it the
+        richer forms go first, then the text is cut."""
+        size = 0
+        if mime:
+            import json
+            size = sum(len(v.encode("utf-8", "replace")) if isinstance(v, str) else len(json.dumps(v))
+                       for v in mime.values())
+        data = text.encode("utf-8", "replace")
+        if mime and len(data) + size > self.text_budget:
+            self.dropped += size
+            self.truncated()
+            mime = None
+        if len(data) > self.text_budget:
+            self.dropped += len(data) - self.text_budget
+            text = data[: self.text_budget].decode("utf-8", "ignore")
+            self.text_budget = 0
+            self.truncated()
+        else:
+            self.text_budget -= len(data) + size
+        if not text and not mime:
+            return
+        item = {"type": "text", "source": "result", "text": text}
+        if mime:
+            item["mime_bundle"] = dict(mime)
+        self.items.append(item)
 
     def notice(self, text: str) -> None:
         """A note from the sandbox itself (not counted against the text cap)."""
@@ -89,7 +119,7 @@ class Outputs:
 
     def finish(self, child_dropped: int = 0) -> list[dict]:
         """The items for the result: the truncation marker worded (with the bytes dropped here and
-        by the child), one trailing newline off stdout/stderr/result texts, empty texts left out."""
+        by the child), one trailing newline off stdout/stderr texts, empty texts left out."""
         self.dropped += child_dropped
         if self.dropped and self.marker is None:
             self.truncated()
@@ -97,9 +127,9 @@ class Outputs:
             self.marker["text"] = (f"[output truncated: {self.dropped} more bytes were dropped "
                                    f"(limit {self.limit} bytes per block)]")
         for item in self.items:
-            if item["type"] == "text" and item["source"] in ("stdout", "stderr", "result") and item["text"].endswith("\n"):
+            if item["type"] == "text" and item["source"] in ("stdout", "stderr") and item["text"].endswith("\n"):
                 item["text"] = item["text"][:-1]
-        return [i for i in self.items if not (i["type"] == "text" and i["text"] == "")]
+        return [i for i in self.items if not (i["type"] == "text" and i["text"] == "" and "mime_bundle" not in i)]
 
 
 class FileSource:

@@ -41,11 +41,13 @@ PIPE_BYTES = 1 << 20
 
 class Standby:
     """One forked child waiting for a block: its pid, slot uid (None: same uid as the runner),
-    working directory, and the runner's ends of its job, result and stdio pipes (-1 once closed).
-    layers: the isolation layers it reported in its ready frame."""
+    working directory, and the runner's ends of its job and result pipes and of the pipes that are
+    its fd 1 and fd 2 (-1 once closed). layers: the isolation layers it reported in its ready frame."""
 
-    def __init__(self, pid: int, uid: int | None, job_w: int, result_r: int, stdio_r: int, workdir: str):
-        self.pid, self.uid, self.job_w, self.result_r, self.stdio_r = pid, uid, job_w, result_r, stdio_r
+    def __init__(self, pid: int, uid: int | None, job_w: int, result_r: int, stdout_r: int, stderr_r: int,
+                 workdir: str):
+        self.pid, self.uid, self.job_w, self.result_r = pid, uid, job_w, result_r
+        self.stdout_r, self.stderr_r = stdout_r, stderr_r
         self.workdir = workdir
         self.layers: dict = {}
         self.refused: dict = {}
@@ -53,7 +55,7 @@ class Standby:
 
     def close(self) -> None:
         # Each closed once: a number closed twice may by then be another open file's.
-        for name in ("job_w", "result_r", "stdio_r"):
+        for name in ("job_w", "result_r", "stdout_r", "stderr_r"):
             fd = getattr(self, name)
             setattr(self, name, -1)
             if fd >= 0:
@@ -101,6 +103,8 @@ class Pool:
             "layers": {"seccomp": True, "no_new_privs": True, "netns": root, "audit_hook": True},
             # Without a parent-death signal (Lambda refuses it) the zygote checks its parent itself.
             "runner_pid": os.getpid(),
+            # How a block runs: "ipython" (IPython's cell machinery, plain if it cannot be imported) or "plain".
+            "cell": self.config.cell,
         }
 
     def start_zygote(self) -> None:
@@ -121,6 +125,8 @@ class Pool:
             "NUMEXPR_MAX_THREADS": "1", "NUMEXPR_NUM_THREADS": "1", "VECLIB_MAXIMUM_THREADS": "1",
             "SANDBOX_ZYGOTE_FD": str(child.fileno()),
             "SANDBOX_ZYGOTE_CONFIG": json.dumps(self._zygote_config()),
+            # IPython's own directory (profile, never a history database: its history is off).
+            "IPYTHONDIR": os.path.join(self.mpl_dir, "ipython"),
         }
         self.layers["clean_env"] = True
         self.zygote = subprocess.Popen([self.config.python, "-I", "-B", ZYGOTE], env=env,
@@ -136,6 +142,8 @@ class Pool:
         self.hello = hello
         self._keep_font_cache()
         log.info("zygote %d ready: %s", self.zygote.pid, self.hello)
+        if self.hello.get("cell") != "ipython" and self.config.cell == "ipython":
+            log.warning("blocks run as plain Python cells, not IPython's: %s", self.hello.get("cell_note"))
 
     def _seed_font_cache(self) -> None:
         """Copy matplotlib's font cache into the fresh config dir, from the folder the image
@@ -239,7 +247,7 @@ class Pool:
             if not ready:
                 continue
             try:
-                data, ancdata, _flags, _addr = self.ctl.recvmsg(4096, socket.CMSG_SPACE(3 * 4))
+                data, ancdata, _flags, _addr = self.ctl.recvmsg(4096, socket.CMSG_SPACE(4 * 4))
             except OSError as exc:
                 raise SandboxError(f"zygote channel failed: {exc}") from exc
             if not data:
@@ -254,7 +262,7 @@ class Pool:
                 if len(self.exits) > 256:
                     self.exits.pop(next(iter(self.exits)))
             if "pid" in msg:
-                if len(fds) != 3 or not self.pending:
+                if len(fds) != 4 or not self.pending:
                     for fd in fds:
                         os.close(fd)
                     raise SandboxError("zygote sent a standby that was not asked for, or without its pipes")
@@ -377,9 +385,9 @@ class Pool:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise SandboxError("standby child did not become ready")
-            ready, _, _ = select.select([sb.result_r, sb.stdio_r], [], [], remaining)
-            if sb.stdio_r in ready:
-                stderr += os.read(sb.stdio_r, 4096)
+            ready, _, _ = select.select([sb.result_r, sb.stderr_r], [], [], remaining)
+            if sb.stderr_r in ready:
+                stderr += os.read(sb.stderr_r, 4096)
             if sb.result_r in ready:
                 data = os.read(sb.result_r, 65536)
                 if not data:

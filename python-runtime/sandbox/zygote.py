@@ -5,7 +5,7 @@ credential and nothing a child could read. It never runs user code. Its only cha
 SOCK_SEQPACKET socket (fd from SANDBOX_ZYGOTE_FD) to the runner:
   runner -> zygote: {"fork": uid|null}          fork a standby (that drops to uid, as root)
   zygote -> runner: {"hello": {...}}             once, after imports
-  zygote -> runner: {"pid": N} + 3 fds           a new standby: job_w, result_r, stdio_r
+  zygote -> runner: {"pid": N} + 4 fds           a new standby: job_w, result_r, stdout_r, stderr_r
   zygote -> runner: {"exit": N, "status": S}     a child ended (wait status)
 """
 from __future__ import annotations
@@ -31,11 +31,39 @@ import scipy  # noqa: E402,F401
 import scipy.stats  # noqa: E402,F401
 import sympy  # noqa: E402,F401
 import cloudpickle  # noqa: E402,F401
+import multiprocessing.synchronize  # noqa: E402,F401
 
-from sandbox import child, kernel  # noqa: E402
+from sandbox import cell, child, kernel, settings  # noqa: E402
 from sandbox.layers import LayerRecord  # noqa: E402
 
 IMPORT_MS = round((time.monotonic() - _t0) * 1000)
+
+
+def _explain_missing_shm() -> None:
+    """Without /dev/shm (AWS Lambda, the lambda posture) multiprocessing's locks, queues and pools
+    cannot be made: say so, and what works instead, rather than a bare FileNotFoundError."""
+    if os.path.isdir("/dev/shm"):
+        return
+    semlock = multiprocessing.synchronize.SemLock
+    make = semlock.__init__
+
+    def __init__(self, *args, **kwargs):
+        try:
+            make(self, *args, **kwargs)
+        except OSError as exc:
+            raise type(exc)(exc.errno, "multiprocessing's locks, queues and pools (Pool, Queue, Lock, "
+                            "ProcessPoolExecutor) need /dev/shm, which this sandbox does not have (as in "
+                            "AWS Lambda): use concurrent.futures.ThreadPoolExecutor, or "
+                            "multiprocessing.Process with a Pipe") from None
+
+    semlock.__init__ = __init__
+
+
+_explain_missing_shm()
+CELL = cell.prepare(json.loads(os.environ.get("SANDBOX_ZYGOTE_CONFIG", "{}")).get("cell", "ipython"))
+settings.find_generators()
+settings.capture_baseline()
+CELL_MS = round((time.monotonic() - _t0) * 1000) - IMPORT_MS
 THP_MB = kernel.collapse_heap_to_hugepages()
 
 
@@ -74,8 +102,9 @@ def main() -> None:
                 return
 
     signal.signal(signal.SIGCHLD, reap)
-    _send(ctl, {"hello": {**record.to_json(), "pid": os.getpid(), "import_ms": IMPORT_MS, "thp_mb": THP_MB, "python": sys.version.split()[0],
-                          "numpy": numpy.__version__, "pandas": pandas.__version__}})
+    _send(ctl, {"hello": {**record.to_json(), "pid": os.getpid(), "import_ms": IMPORT_MS, "cell_ms": CELL_MS,
+                          "thp_mb": THP_MB, "python": sys.version.split()[0],
+                          "numpy": numpy.__version__, "pandas": pandas.__version__, **CELL}})
     while True:
         try:
             msg = ctl.recv(256)
@@ -89,28 +118,32 @@ def main() -> None:
             uid = json.loads(msg)["fork"]
         except (ValueError, KeyError, TypeError):
             continue
+        # What C code left in libc's buffers here must not reach a block (the child flushes them
+        # into its stdout at its end).
+        kernel.flush_c_stdio()
         job_r, job_w = os.pipe()
         result_r, result_w = os.pipe()
-        stdio_r, stdio_w = os.pipe()
+        stdout_r, stdout_w = os.pipe()
+        stderr_r, stderr_w = os.pipe()
         pid = os.fork()
         if pid == 0:
             try:
-                child.standby_and_run(conf, uid, job_r, result_w, stdio_w, prog)
+                child.standby_and_run(conf, uid, job_r, result_w, stdout_w, stderr_w, prog)
             except BaseException:
-                # fd 2 is the block's stdio pipe by now (or the runner's stderr): say why.
+                # fd 2 is the block's stderr pipe by now (or the runner's stderr): say why.
                 try:
                     import traceback
                     os.write(2, traceback.format_exc().encode()[-4000:])
                 finally:
                     os._exit(70)
             os._exit(0)
-        for fd in (job_r, result_w, stdio_w):
+        for fd in (job_r, result_w, stdout_w, stderr_w):
             os.close(fd)
         try:
-            _send(ctl, {"pid": pid}, [job_w, result_r, stdio_r])
+            _send(ctl, {"pid": pid}, [job_w, result_r, stdout_r, stderr_r])
         except OSError:
             return  # the runner is gone
-        for fd in (job_w, result_r, stdio_r):
+        for fd in (job_w, result_r, stdout_r, stderr_r):
             os.close(fd)
 
 
