@@ -10,6 +10,7 @@ import {
 import type { Assistant, ResponseObject } from '../contract/responses'
 import type { ApiKeyRecord, KeyStore } from '../core/ports'
 import type {
+  AbandonWhen,
   AssistantStore,
   Conversation,
   KeyAdmin,
@@ -17,6 +18,7 @@ import type {
   OrganizationStore,
   ResponseStore,
   FileStore,
+  RunLease,
   SessionRecord,
   SessionStore,
   UsageMeter,
@@ -34,7 +36,9 @@ const sessionExpiry = (s: SessionRecord) => s.last_active_at + s.idle_seconds + 
  * Every record of the service in one table (pk, sk):
  *   org#<org> / org            the organization and its plan
  *   org#<org> / asst#<id>      an assistant
- *   org#<org> / resp#<id>      a stored response (and its conversation)
+ *   org#<org> / resp#<id>      a stored response (and its conversation); a background run's also
+ *                              taken_at, run_until, taken_by (its worker's lease) and, once given
+ *                              up, abandoned_at (then no write changes it again)
  *   org#<org> / sess#<id>      a session: its Python state manifest and generated files
  *   org#<org> / file#<id>      a file's metadata (its bytes are in the bucket under `key`)
  *   org#<org> / idem#<sha256>  the response an Idempotency-Key got (expires after a day)
@@ -142,38 +146,101 @@ export class DynamoStore
     if (Buffer.byteLength(JSON.stringify(response)) > MAX_ITEM_BYTES / 2) data = withTextsCut(response)
     // The conversation is kept only while it fits beside the response in one item.
     const keep = conversation && Buffer.byteLength(JSON.stringify(conversation)) < MAX_ITEM_BYTES / 2 ? conversation : undefined
-    await this.doc.send(
-      new PutCommand({
-        TableName: this.table,
-        Item: { pk: `org#${response.organization_id}`, sk: `resp#${response.id}`, data, conversation: keep },
-      }),
-    )
+    try {
+      await this.doc.send(
+        new PutCommand({
+          TableName: this.table,
+          Item: { pk: `org#${response.organization_id}`, sk: `resp#${response.id}`, data, conversation: keep },
+          // A run given up (abandonRun) stays failed: a worker that turns up late changes nothing.
+          ConditionExpression: 'attribute_not_exists(abandoned_at)',
+        }),
+      )
+    } catch (error) {
+      if ((error as Error).name !== 'ConditionalCheckFailedException') throw error
+    }
   }
 
   async saveProgress(response: ResponseObject): Promise<boolean> {
-    const out = await this.doc.send(
-      new UpdateCommand({
-        TableName: this.table,
-        Key: { pk: `org#${response.organization_id}`, sk: `resp#${response.id}` },
-        UpdateExpression: 'SET #data = :data',
-        ExpressionAttributeNames: { '#data': 'data' },
-        ExpressionAttributeValues: { ':data': Buffer.byteLength(JSON.stringify(response)) > MAX_ITEM_BYTES / 2 ? withTextsCut(response) : response },
-        ReturnValues: 'ALL_NEW',
-      }),
-    )
-    return out.Attributes?.cancel_requested === true
+    try {
+      const out = await this.doc.send(
+        new UpdateCommand({
+          TableName: this.table,
+          Key: { pk: `org#${response.organization_id}`, sk: `resp#${response.id}` },
+          UpdateExpression: 'SET #data = :data',
+          ConditionExpression: 'attribute_not_exists(abandoned_at)',
+          ExpressionAttributeNames: { '#data': 'data' },
+          ExpressionAttributeValues: { ':data': Buffer.byteLength(JSON.stringify(response)) > MAX_ITEM_BYTES / 2 ? withTextsCut(response) : response },
+          ReturnValues: 'ALL_NEW',
+        }),
+      )
+      return out.Attributes?.cancel_requested === true
+    } catch (error) {
+      if ((error as Error).name === 'ConditionalCheckFailedException') return true // given up: stop
+      throw error
+    }
   }
 
-  async takeQueued(organizationId: string, id: string): Promise<boolean> {
+  async takeQueued(organizationId: string, id: string, lease?: RunLease): Promise<boolean> {
     try {
       await this.doc.send(
         new UpdateCommand({
           TableName: this.table,
           Key: { pk: `org#${organizationId}`, sk: `resp#${id}` },
-          UpdateExpression: 'SET taken_at = :now',
+          UpdateExpression: `SET taken_at = :now${lease ? ', run_until = :until' : ''}${lease?.by ? ', taken_by = :by' : ''}`,
           ConditionExpression: 'attribute_exists(pk) AND attribute_not_exists(taken_at) AND #data.#status = :queued',
           ExpressionAttributeNames: { '#data': 'data', '#status': 'status' },
-          ExpressionAttributeValues: { ':now': new Date().toISOString(), ':queued': 'queued' },
+          ExpressionAttributeValues: {
+            ':now': new Date().toISOString(),
+            ':queued': 'queued',
+            ...(lease ? { ':until': lease.until } : {}),
+            ...(lease?.by ? { ':by': lease.by } : {}),
+          },
+        }),
+      )
+      return true
+    } catch (error) {
+      if ((error as Error).name === 'ConditionalCheckFailedException') return false
+      throw error
+    }
+  }
+
+  async abandonRun(failed: ResponseObject, when: AbandonWhen): Promise<boolean> {
+    const values: Record<string, unknown> = {
+      ':data': Buffer.byteLength(JSON.stringify(failed)) > MAX_ITEM_BYTES / 2 ? withTextsCut(failed) : failed,
+      ':at': new Date().toISOString(),
+      ':queued': 'queued',
+      ':running': 'in_progress',
+    }
+    let which: string
+    if ('untaken' in when) {
+      which = 'attribute_not_exists(taken_at)'
+      if (when.untaken.createdBy !== undefined) {
+        which += ' AND #data.created_at <= :createdBy'
+        values[':createdBy'] = when.untaken.createdBy
+      }
+    } else {
+      const cases = ['run_until <= :leaseEndedBy']
+      values[':leaseEndedBy'] = when.taken.leaseEndedBy
+      if (when.taken.by !== undefined) {
+        cases.push('taken_by = :by')
+        values[':by'] = when.taken.by
+      }
+      if (when.taken.unleasedTakenBy !== undefined) {
+        cases.push('(attribute_not_exists(run_until) AND taken_at <= :takenBy)')
+        values[':takenBy'] = new Date(when.taken.unleasedTakenBy).toISOString()
+      }
+      which = `attribute_exists(taken_at) AND (${cases.join(' OR ')})`
+    }
+    try {
+      await this.doc.send(
+        new UpdateCommand({
+          TableName: this.table,
+          Key: { pk: `org#${failed.organization_id}`, sk: `resp#${failed.id}` },
+          UpdateExpression: 'SET #data = :data, abandoned_at = :at',
+          ConditionExpression:
+            `attribute_exists(pk) AND attribute_not_exists(abandoned_at) AND #data.#status IN (:queued, :running) AND (${which})`,
+          ExpressionAttributeNames: { '#data': 'data', '#status': 'status' },
+          ExpressionAttributeValues: values,
         }),
       )
       return true
@@ -233,7 +300,14 @@ export class DynamoStore
     return item ? (item.data as SessionRecord) : undefined
   }
 
-  async claimSession(session: SessionRecord, holder: string, until: number, now: number, create: boolean): Promise<SessionRecord | 'busy' | 'missing'> {
+  async claimSession(
+    session: SessionRecord,
+    holder: string,
+    until: number,
+    now: number,
+    create: boolean,
+    tookOver?: (previousHolder: string) => void,
+  ): Promise<SessionRecord | 'busy' | 'missing'> {
     const key = { pk: `org#${session.organization_id}`, sk: `sess#${session.id}` }
     try {
       if (create) {
@@ -253,10 +327,14 @@ export class DynamoStore
           UpdateExpression: 'SET lease_holder = :h, lease_until = :u',
           ConditionExpression: 'attribute_exists(pk) AND (attribute_not_exists(lease_until) OR lease_until < :now OR lease_holder = :h)',
           ExpressionAttributeValues: { ':h': holder, ':u': until, ':now': now },
-          ReturnValues: 'ALL_NEW',
+          // The item as it was: the update touches only the lease, so `data` is the same, and the
+          // lease it replaced tells whose lapsed claim this one took over.
+          ReturnValues: 'ALL_OLD',
         }),
       )
-      return out.Attributes!.data as SessionRecord
+      const before = out.Attributes!
+      if (typeof before.lease_holder === 'string' && before.lease_holder !== holder) tookOver?.(before.lease_holder)
+      return before.data as SessionRecord
     } catch (error) {
       if ((error as Error).name !== 'ConditionalCheckFailedException') throw error
       return (await this.get(key.pk, key.sk)) ? 'busy' : 'missing'

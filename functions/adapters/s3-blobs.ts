@@ -1,4 +1,5 @@
 import {
+  CopyObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
@@ -8,12 +9,18 @@ import {
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
 import type { Readable } from 'node:stream'
 import { contentDisposition } from '../core/files'
-import type { BlobStore, PresignedUrl, PresignOptions } from '../core/ports'
+import type { BlobStore, CopyOptions, PresignedUrl, PresignOptions } from '../core/ports'
 
 /** A missing object: 404, or 403 when the role may not list the bucket (it may not). */
 const isMissing = (error: unknown) => {
   const e = error as { name?: string; $metadata?: { httpStatusCode?: number } }
   return e.name === 'NoSuchKey' || e.name === 'NotFound' || e.$metadata?.httpStatusCode === 404 || e.$metadata?.httpStatusCode === 403
+}
+
+/** A condition of a copy did not hold: 412, or 409 ConditionalRequestConflict (a concurrent write). */
+const isRefused = (error: unknown) => {
+  const e = error as { name?: string; $metadata?: { httpStatusCode?: number } }
+  return e.name === 'PreconditionFailed' || e.$metadata?.httpStatusCode === 412 || e.$metadata?.httpStatusCode === 409
 }
 
 /** SigV4 presigned URLs live at most seven days (S3 refuses a longer X-Amz-Expires). */
@@ -56,12 +63,39 @@ export class S3BlobStore implements BlobStore {
     }
   }
 
-  async head(key: string): Promise<{ bytes: number } | undefined> {
+  async head(key: string): Promise<{ bytes: number; etag?: string } | undefined> {
     try {
       const out = await this.s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }))
-      return { bytes: out.ContentLength ?? 0 }
+      return { bytes: out.ContentLength ?? 0, ...(out.ETag ? { etag: out.ETag } : {}) }
     } catch (error) {
       if (isMissing(error)) return undefined
+      throw error
+    }
+  }
+
+  /**
+   * CopyObject inside the bucket (up to 5 GB, FILE_MAX_BYTES's ceiling), replacing the metadata:
+   * only `contentType` is kept, nothing a client sent with its PUT (Content-Encoding,
+   * Content-Disposition, x-amz-meta-*). `ifMatch` is x-amz-copy-source-if-match, `ifAbsent` is
+   * If-None-Match: * on the destination (S3 refuses both with 412, a concurrent write with 409).
+   */
+  async copy(from: string, to: string, options: CopyOptions = {}): Promise<'copied' | 'missing' | 'refused'> {
+    try {
+      await this.s3.send(
+        new CopyObjectCommand({
+          Bucket: this.bucket,
+          Key: to,
+          CopySource: `${this.bucket}/${from.split('/').map(encodeURIComponent).join('/')}`,
+          MetadataDirective: 'REPLACE',
+          ContentType: options.contentType ?? 'application/octet-stream',
+          ...(options.ifMatch ? { CopySourceIfMatch: options.ifMatch } : {}),
+          ...(options.ifAbsent ? { IfNoneMatch: '*' } : {}),
+        }),
+      )
+      return 'copied'
+    } catch (error) {
+      if (isRefused(error)) return 'refused'
+      if (isMissing(error)) return 'missing'
       throw error
     }
   }
@@ -83,10 +117,17 @@ export class S3BlobStore implements BlobStore {
    * userguide/using-presigned-url.html#PresignedUrl-Expiration), so the URL says so itself and
    * `expiresAt` is true. Lambda's own role credentials come without an expiry the SDK can read:
    * there only a short `seconds` keeps the promise (PRESIGNED_URL_SECONDS, 15 minutes by default).
+   *
+   * A PUT with `contentLength` signs the Content-Length header (X-Amz-SignedHeaders
+   * `content-length;host`): S3 answers 403 SignatureDoesNotMatch to a body of any other length,
+   * so the URL cannot store more than was declared. Every PUT to S3 carries a Content-Length
+   * anyway (S3 takes no chunked body), so an honest client changes nothing. s3rver checks no
+   * SigV4 signature, and the sandbox's S3 gate admits host-only URLs: never sign this for the runner.
    */
   async presign(method: 'GET' | 'PUT', key: string, seconds: number, options: PresignOptions = {}): Promise<PresignedUrl> {
     const { download } = options
-    const id = `${key}\n${method}\n${download ? JSON.stringify(download) : ''}`
+    const contentLength = method === 'PUT' ? options.contentLength : undefined
+    const id = `${key}\n${method}\n${download ? JSON.stringify(download) : ''}\n${contentLength ?? ''}`
     const now = Date.now()
     const cached = this.signed.get(id)
     const left = cached ? cached.expiresAt - now / 1000 : 0
@@ -100,7 +141,7 @@ export class S3BlobStore implements BlobStore {
               ? { ResponseContentType: download.contentType, ResponseContentDisposition: contentDisposition(download.filename) }
               : {}),
           })
-        : new PutObjectCommand({ Bucket: this.bucket, Key: key })
+        : new PutObjectCommand({ Bucket: this.bucket, Key: key, ...(contentLength !== undefined ? { ContentLength: contentLength } : {}) })
     let lifetime = Math.min(Math.floor(seconds), MAX_PRESIGNED_SECONDS)
     // The same memoized provider the presigner signs with (refreshed before it expires).
     const { expiration } = await this.s3.config.credentials()

@@ -8,22 +8,21 @@
  */
 import { BackgroundJob, type BackgroundTicket } from '../contract/background'
 import type { ResponseObject } from '../contract/responses'
+import { type AbandonDeps, abandonRun, isOpen, jobKey, runLease, type StaleDeps, settleStaleRun, STALE_MARGIN_SECONDS } from './abandoned-runs'
 import type { Caller } from './auth'
 import { ApiError, backgroundDispatchFailed } from './errors'
-import type { BlobStore } from './ports'
-import { type PreparedResponse, prepareResponse, responseClaim, type ResponsesDeps } from './responses'
+import type { BlobStore, Clock } from './ports'
+import { getResponse, type PreparedResponse, prepareResponse, responseClaim, type ResponsesDeps } from './responses'
 import { releaseSession } from './sessions'
 import type { ResponseStore, SessionStore } from './stores'
 
 export type { BackgroundJob, BackgroundTicket }
+export { jobKey }
 
 /** Starts a background run and returns at once: the worker loads the job the ticket names. */
 export interface BackgroundRuns {
   start(ticket: BackgroundTicket): Promise<void>
 }
-
-/** Where a queued run's job waits for its worker (under `state/`, which the service may touch). */
-export const jobKey = (organizationId: string, responseId: string) => `state/${organizationId}/jobs/${responseId}.json`
 
 export interface DispatchDeps {
   store: ResponseStore & SessionStore
@@ -71,13 +70,22 @@ export interface TicketOutcome {
   status: ResponseObject['status'] | 'skipped'
 }
 
+/** The invocation running a ticket, as Lambda tells it (deployed): its request id and time left. */
+export interface Invocation {
+  id?: string
+  remainingMs?: number
+}
+
 /**
  * The worker's side: takes the queued run once (a repeated delivery of the same ticket finds it
- * taken and does nothing), loads its job, runs it, and deletes the job.
+ * taken and does nothing), loads its job, runs it, and deletes the job. Taking it records the
+ * worker's lease (until when it may run, and which invocation it is), by which a run whose worker
+ * died is recognised as over (abandoned-runs.ts).
  */
-export async function runBackgroundTicket(ticket: BackgroundTicket, deps: ResponsesDeps): Promise<TicketOutcome> {
+export async function runBackgroundTicket(ticket: BackgroundTicket, deps: ResponsesDeps, invocation: Invocation = {}): Promise<TicketOutcome> {
   const { organizationId, responseId } = ticket
-  if (!(await deps.store.takeQueued(organizationId, responseId))) return { response_id: responseId, status: 'skipped' }
+  const lease = runLease(deps.clock, deps.limits.deadlineMs, invocation)
+  if (!(await deps.store.takeQueued(organizationId, responseId, lease))) return { response_id: responseId, status: 'skipped' }
   const key = jobKey(organizationId, responseId)
   try {
     let job: BackgroundJob
@@ -129,6 +137,72 @@ async function failRun(stored: ResponseObject, error: unknown, deps: ResponsesDe
   await deps.store.putResponse(failed)
   if (stored.session_id) await releaseSession(deps.store, stored.organization_id, stored.session_id, responseClaim(stored.id))
   return failed
+}
+
+/**
+ * What Lambda reported to the worker's failure destination: the invocation of `ticket` failed
+ * (`RetriesExhausted`: it threw, timed out, ran out of memory or crashed) or its event was
+ * dropped unrun (`EventAgeExceeded`).
+ */
+export interface FailedDelivery {
+  ticket: BackgroundTicket
+  /** Lambda's request id of the failed invocation. */
+  requestId: string
+  condition: string
+  /** What the invocation answered, e.g. "Sandbox.Timedout: Task timed out after 300.00 seconds". */
+  error?: string
+}
+
+/**
+ * What came of a failed delivery: `failed` when the run was given up now; `ended` when there was
+ * nothing to do (it ended, or is gone); `running` when another invocation took the run and may
+ * still be running it (ask again later: once its lease has ended, the run is given up).
+ */
+export interface DeliveryOutcome {
+  response_id: string
+  status: 'failed' | 'ended' | 'running'
+}
+
+/**
+ * The failure destination's side. Lambda reports a failure only once that invocation has ended,
+ * so the run is given up when no worker took it (nothing runs it, and none ever will: a later
+ * delivery finds it failed), when the failed invocation is the one that took it, or when its
+ * worker's lease has ended. A run taken by another delivery that may still run is left to it.
+ */
+export async function endFailedDelivery(failure: FailedDelivery, deps: AbandonDeps & { clock: Clock }): Promise<DeliveryOutcome> {
+  const { organizationId, responseId } = failure.ticket
+  const stored = await deps.store.getResponse(organizationId, responseId)
+  if (!stored || !isOpen(stored)) return { response_id: responseId, status: 'ended' }
+  const expired = failure.condition === 'EventAgeExceeded'
+  const cause = failure.error ? `${failure.condition}: ${failure.error}` : failure.condition
+  const failed = await abandonRun(
+    stored,
+    {
+      untaken: {},
+      // An expired event never ran, so it cannot be the invocation that took the run.
+      taken: { leaseEndedBy: deps.clock.now().getTime() - STALE_MARGIN_SECONDS * 1000, ...(expired ? {} : { by: failure.requestId }) },
+    },
+    {
+      untaken: expired
+        ? "The background run never started: Lambda dropped it after the worker's maximum event age (the worker was throttled or could not be invoked). Nothing ran; start it again."
+        : `The background run never started: the worker's invocation failed before it took the run (${cause}). Nothing ran; start it again.`,
+      taken:
+        `The background worker stopped before it stored this run (${expired ? 'it did not report back by the end of its time limit' : cause}). ` +
+        'The calls shown are those saved before; the session keeps its state from before this run.',
+    },
+    deps,
+  )
+  if (failed) return { response_id: responseId, status: 'failed' }
+  const now = await deps.store.getResponse(organizationId, responseId)
+  return { response_id: responseId, status: now && isOpen(now) ? 'running' : 'ended' }
+}
+
+/**
+ * GET /v1/responses/{id} (and the routes that act on a stored response): the response, given up
+ * as `failed` first when it is a background run past its time (abandoned-runs.ts settleStaleRun).
+ */
+export async function readResponse(caller: Caller, id: string, deps: StaleDeps): Promise<ResponseObject> {
+  return settleStaleRun(await getResponse(caller, id, deps.store), deps)
 }
 
 /** Local mode: the same worker code, in this process. */

@@ -27,6 +27,13 @@ export const MAX_DIRECT_UPLOAD_BYTES = 10 * 1024 * 1024 - 64 * 1024
 export type StoredFile = FileObject & { key: string }
 
 export const fileKey = (organizationId: string, id: string) => `files/${organizationId}/${id}`
+/**
+ * Where a presigned upload's client PUTs its bytes: never the file's own key. Completing the
+ * upload checks this object and copies it to `fileKey`, which no URL handed to a client can
+ * write; so a URL that still works after the check (it lives PRESIGNED_URL_SECONDS) can only
+ * replace this staging object, which the bucket expires after a day (lib/constructs/storage.ts).
+ */
+export const uploadKey = (organizationId: string, id: string) => `uploads/${organizationId}/${id}`
 
 const TYPES: Record<string, string> = {
   csv: 'text/csv', tsv: 'text/tab-separated-values', txt: 'text/plain', md: 'text/markdown', json: 'application/json',
@@ -88,7 +95,11 @@ export async function createUpload(caller: Caller, request: UploadRequest, deps:
   const now = deps.clock.now()
   const file = record(caller.organizationId, newId('file'), request.filename, request.bytes, mediaType(request.filename, request.mime_type), request.purpose, 'pending', now)
   // A fresh URL for every upload (never one handed out before): the whole lifetime is the client's.
-  const signed = await deps.blobs.presign('PUT', file.key, deps.urlSeconds, { minSeconds: deps.urlSeconds })
+  // It writes the staging key only, and only a body of the declared length (on S3).
+  const signed = await deps.blobs.presign('PUT', uploadKey(file.organization_id, file.id), deps.urlSeconds, {
+    minSeconds: deps.urlSeconds,
+    contentLength: file.bytes,
+  })
   await deps.files.putFile(file)
   return {
     object: 'file.upload',
@@ -101,24 +112,75 @@ export async function createUpload(caller: Caller, request: UploadRequest, deps:
   }
 }
 
-/** POST /v1/files/uploads/{id}/complete: the bytes are in place; check their size and register them. */
+const uploadMissing = (id: string) =>
+  new ApiError(409, 'upload_missing', `Nothing was uploaded for file ${id} yet: PUT its bytes to the upload_url first.`)
+
+const sizeMismatch = (id: string, got: number, declared: number) =>
+  new ApiError(
+    400,
+    'upload_size_mismatch',
+    `The upload for file ${id} has ${got} bytes but ${declared} were declared; it was discarded. PUT the declared bytes to the upload_url again while it works, or start again with POST /v1/files/uploads.`,
+  )
+
+/**
+ * POST /v1/files/uploads/{id}/complete: checks what arrived at the staging key and makes it the
+ * file. The bytes are copied to the file's own key, written once (If-None-Match) from the very
+ * object whose size was checked (x-amz-copy-source-if-match its ETag), and the size is checked
+ * again where they landed; the record turns `processed` only then, and the staging object is
+ * deleted last. A PUT to the upload URL afterwards only makes a new staging object that nothing
+ * reads, so a file never changes once checked. Idempotent: a repeated or concurrent completion
+ * answers the same file.
+ */
 export async function completeUpload(caller: Caller, id: string, deps: FilesDeps): Promise<FileObject> {
   const file = await deps.files.getFile(caller.organizationId, id)
   if (!file) throw notFound('file', id)
   if (file.status === 'processed') return publicFile(file)
-  const head = await deps.blobs.head(file.key)
-  if (!head) throw new ApiError(409, 'upload_missing', `Nothing was uploaded for file ${id} yet: PUT its bytes to the upload_url first.`)
-  if (head.bytes !== file.bytes) {
-    await deps.blobs.delete([file.key])
-    throw new ApiError(
-      400,
-      'upload_size_mismatch',
-      `The upload for file ${id} has ${head.bytes} bytes but ${file.bytes} were declared; it was discarded. Start again with POST /v1/files/uploads.`,
-    )
+  const staged = uploadKey(file.organization_id, file.id)
+  const head = await deps.blobs.head(staged)
+  if (!head) {
+    const done = await completedMeanwhile(file, deps)
+    if (done) return done
+    throw uploadMissing(id)
   }
+  if (head.bytes !== file.bytes) {
+    await deps.blobs.delete([staged])
+    throw sizeMismatch(id, head.bytes, file.bytes)
+  }
+  const copied = await deps.blobs.copy(staged, file.key, { contentType: file.mime_type, ifMatch: head.etag, ifAbsent: true })
+  if (copied !== 'copied') {
+    // Another completion got there first (its copy holds or it deleted the staging object), or
+    // the staging object was replaced since it was checked: then complete it again.
+    const done = await completedMeanwhile(file, deps)
+    if (done) return done
+    throw copied === 'missing'
+      ? uploadMissing(id)
+      : new ApiError(409, 'upload_changed', `The upload for file ${id} was replaced while it was being completed; complete it again.`)
+  }
+  // Where the store checks no condition (s3rver), what landed is checked itself.
+  const landed = await deps.blobs.head(file.key)
+  if (landed?.bytes !== file.bytes) {
+    await deps.blobs.delete([file.key, staged])
+    throw sizeMismatch(id, landed?.bytes ?? 0, file.bytes)
+  }
+  return publicFile(await markProcessed(file, staged, deps))
+}
+
+/** The file as another completion left it: processed, or its bytes already in place (then recorded). */
+async function completedMeanwhile(file: StoredFile, deps: FilesDeps): Promise<FileObject | undefined> {
+  const now = await deps.files.getFile(file.organization_id, file.id)
+  if (!now) throw notFound('file', file.id)
+  if (now.status === 'processed') return publicFile(now)
+  // Only a completion writes the file's key of an upload, once, after checking the source.
+  if ((await deps.blobs.head(file.key))?.bytes !== file.bytes) return undefined
+  return publicFile(await markProcessed(file, uploadKey(file.organization_id, file.id), deps))
+}
+
+async function markProcessed(file: StoredFile, staged: string, deps: FilesDeps): Promise<StoredFile> {
   const done: StoredFile = { ...file, status: 'processed' }
   await deps.files.putFile(done)
-  return publicFile(done)
+  // Last, so a completion that fails before this can be repeated; one left behind expires.
+  await deps.blobs.delete([staged]).catch(() => undefined)
+  return done
 }
 
 export async function getFile(caller: Caller, id: string, deps: Pick<FilesDeps, 'files'>): Promise<FileObject> {
@@ -160,7 +222,9 @@ export async function deleteFile(caller: Caller, id: string, deps: FilesDeps) {
   const file = await deps.files.getFile(caller.organizationId, id)
   if (!file) throw notFound('file', id)
   await deps.files.deleteFile(caller.organizationId, id)
-  await deps.blobs.delete([file.key])
+  // A pending upload's bytes may still be at its staging key (a PUT could even come later: the
+  // bucket expires what is left there).
+  await deps.blobs.delete(file.status === 'pending' ? [file.key, uploadKey(file.organization_id, id)] : [file.key])
   return { id, object: 'file', deleted: true }
 }
 

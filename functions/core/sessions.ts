@@ -4,6 +4,7 @@
  * limit (7 days by default), and a caller then gets 410 session_expired, never a silent reset.
  */
 import type { SessionObject } from '../contract/api'
+import { holdsResponses, settleLapsedClaim } from './abandoned-runs'
 import type { Caller } from './auth'
 import { notFound, sessionBusy, sessionExpired } from './errors'
 import { newId } from './ids'
@@ -61,7 +62,9 @@ export async function liveSession(organizationId: string, id: string, deps: Sess
 
 /**
  * Takes the session for one request (creating it when `create`): the session as stored now,
- * 409 session_busy while another request holds it, 404 when it is gone.
+ * 409 session_busy while another request holds it, 404 when it is gone. Taking over a lapsed
+ * claim of a background run that no worker will finish ends that run `failed`
+ * (abandoned-runs.ts settleLapsedClaim).
  */
 export async function claimSession(
   deps: Pick<SessionsDeps, 'sessions' | 'clock'>,
@@ -71,9 +74,14 @@ export async function claimSession(
   create: boolean,
 ): Promise<SessionRecord> {
   const now = nowSeconds(deps.clock)
-  const claimed = await deps.sessions.claimSession(session, holder, now + seconds, now, create)
+  const lapsed: { holder?: string } = {}
+  const claimed = await deps.sessions.claimSession(session, holder, now + seconds, now, create, (previous) => (lapsed.holder = previous))
   if (claimed === 'busy') throw sessionBusy(session.id)
   if (claimed === 'missing') throw notFound('session', session.id)
+  if (lapsed.holder && holdsResponses(deps.sessions)) {
+    // Best effort: the claim is this request's either way; a reader's backstop catches the rest.
+    await settleLapsedClaim(deps.sessions, session.organization_id, session.id, lapsed.holder, deps.clock).catch(() => undefined)
+  }
   return claimed
 }
 

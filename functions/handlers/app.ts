@@ -15,10 +15,11 @@ import {
   invalidRequest,
   responseAlreadyEnded,
 } from '../core/errors'
-import { startBackground } from '../core/background'
+import { readResponse, startBackground } from '../core/background'
+import { settleStaleRun } from '../core/abandoned-runs'
 import { executeCode } from '../core/executions'
 import { hashApiKey, newId } from '../core/ids'
-import { getResponse, listResponses, prepareResponse } from '../core/responses'
+import { listResponses, prepareResponse } from '../core/responses'
 import { eventStream } from './sse'
 import { type ApiDeps, responsesDepsOf } from './deps'
 import { fileRoutes } from './files'
@@ -78,6 +79,8 @@ export function createApiHandler(deps: ApiDeps) {
   }
 
   const responsesDeps = responsesDepsOf(deps)
+  // Reading a background run past its time ends it failed (core/abandoned-runs.ts).
+  const staleDeps = { store: deps.store, blobs: deps.blobs, clock: deps.clock, deadlineMs: config.responseDeadlineMs }
   const workspaceDeps = { files: deps.store, blobs: deps.blobs, sessions: deps.store, clock: deps.clock, slots: deps.slots }
   const filesDeps = { files: deps.store, blobs: deps.blobs, clock: deps.clock, maxFileBytes: config.fileMaxBytes, urlSeconds: config.presignedUrlSeconds }
 
@@ -93,8 +96,9 @@ export function createApiHandler(deps: ApiDeps) {
       const earlier = await deps.store.claimIdempotencyKey(who.organizationId, hashApiKey(idempotencyKey), responseId, deps.clock.now())
       if (earlier) {
         // A retry: the same response, never a second run.
-        const stored = await deps.store.getResponse(who.organizationId, earlier)
-        if (!stored) throw idempotentRequestInProgress()
+        const found = await deps.store.getResponse(who.organizationId, earlier)
+        if (!found) throw idempotentRequestInProgress()
+        const stored = await settleStaleRun(found, staleDeps)
         return json(stored.status === 'queued' || stored.status === 'in_progress' ? 202 : 200, stored)
       }
     }
@@ -112,7 +116,7 @@ export function createApiHandler(deps: ApiDeps) {
   const cancelResponse: Route = async (event) => {
     const who = await caller(event)
     const id = pathId(event)
-    const response = await getResponse(who, id, deps.store)
+    const response = await readResponse(who, id, staleDeps)
     if (response.status !== 'queued' && response.status !== 'in_progress') throw responseAlreadyEnded(id, response.status)
     await deps.store.requestCancel(who.organizationId, id)
     return json(200, { ...response, cancel_requested: true })
@@ -146,7 +150,7 @@ export function createApiHandler(deps: ApiDeps) {
     {
       method: 'GET',
       path: '/v1/responses/{id}',
-      handler: (async (event) => json(200, await getResponse(await caller(event), pathId(event), deps.store))) as Route,
+      handler: (async (event) => json(200, await readResponse(await caller(event), pathId(event), staleDeps))) as Route,
     },
     {
       method: 'POST',

@@ -3,11 +3,20 @@ import * as iam from 'aws-cdk-lib/aws-iam'
 import type * as lambda from 'aws-cdk-lib/aws-lambda'
 import type * as logs from 'aws-cdk-lib/aws-logs'
 import type * as s3 from 'aws-cdk-lib/aws-s3'
+import { Stack, Validations, type CfnElement } from 'aws-cdk-lib'
 import type { Construct } from 'constructs'
 import type { InterpreterConfig } from '../config'
 import { ServiceFunction } from './service-function'
+import { UPLOADS_PREFIX } from './storage'
 
 export { bedrockModelArns, MODEL_ACTIONS, OBJECT_ACTIONS, TABLE_ACTIONS } from './service-function'
+
+/**
+ * On `uploads/*`, the API role only: PutObject (the client's presigned PUT carries it), GetObject
+ * (HeadObject, and reading the source of the CopyObject to `files/`) and DeleteObject (the staging
+ * object, once copied or refused). Nothing else needs the prefix.
+ */
+export const UPLOAD_ACTIONS = ['s3:GetObject', 's3:PutObject', 's3:DeleteObject']
 
 export interface ApiFunctionProps {
   readonly config: InterpreterConfig
@@ -22,7 +31,7 @@ export interface ApiFunctionProps {
 /**
  * The API Lambda (Node 22, outside the VPC): authenticates API keys, runs the assistant loop,
  * calls Bedrock and invokes the sandbox once per code block. Its rights: see ServiceFunction,
- * plus invoking the background worker.
+ * plus invoking the background worker and the staging prefix of presigned uploads.
  */
 export class ApiFunction extends ServiceFunction {
   constructor(scope: Construct, id: string, props: ApiFunctionProps) {
@@ -43,5 +52,19 @@ export class ApiFunction extends ServiceFunction {
         resources: [worker.functionArn],
       }),
     )
+    const uploads = `${UPLOADS_PREFIX}*`
+    this.role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'StagedUploads',
+        actions: UPLOAD_ACTIONS,
+        resources: [props.bucket.arnForObjects(uploads)],
+      }),
+    )
+    const bucketId = Stack.of(this).getLogicalId(props.bucket.node.defaultChild as CfnElement)
+    Validations.of(this.role.node.findChild('DefaultPolicy')).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::<${bucketId}.Arn>/${uploads}]`,
+      reason:
+        'Presigned uploads are staged under per-organization names created at run time (uploads/<org>/<file_id>), so no fixed key narrows it further; the grant covers this one prefix of this one bucket, for the API function only',
+    })
   }
 }

@@ -7,8 +7,21 @@ import { Construct } from 'constructs'
 export const FILES_PREFIX = 'files/'
 /** Serialized Python session state: `state/<org>/<session>/...`. */
 export const STATE_PREFIX = 'state/'
-/** The only prefixes the service functions may touch (and the sandbox reach through its endpoint). */
+/** The prefixes every service function may touch (and the sandbox reach through its endpoint). */
 export const OBJECT_PREFIXES = [FILES_PREFIX, STATE_PREFIX] as const
+/**
+ * Presigned uploads in flight: `uploads/<org>/<file_id>`. A client PUTs here (never to `files/`);
+ * completing the upload checks the object and copies it to `files/`, so an upload URL that still
+ * works afterwards cannot change a checked file. Only the API function may touch it (it signs
+ * the URLs and completes them); the sandbox's endpoint never reaches it.
+ */
+export const UPLOADS_PREFIX = 'uploads/'
+/**
+ * What is left under `uploads/` (an upload never completed, or a PUT to a URL after its upload
+ * was completed) expires after this: longer than any upload URL lives (PRESIGNED_URL_SECONDS is
+ * 15 minutes by default; the API's credentials end a URL within hours anyway).
+ */
+export const STAGED_UPLOAD_EXPIRATION_DAYS = 1
 /**
  * Backstop expiry of session state. A session expires after at most 30 idle days (a plan's
  * session_idle_days) and the API deletes its state then; this catches whatever it missed.
@@ -33,8 +46,9 @@ export interface StorageProps {
 /**
  * All state: one DynamoDB table (organizations, keys, assistants, responses, sessions; single
  * table with pk/sk) and one bucket (`files/`: uploaded and generated files; `state/`: session
- * state). Objects move through presigned URLs signed by the service functions' roles: clients
- * upload and download with them, and the sandbox's runner fetches inputs and stores outputs.
+ * state; `uploads/`: presigned uploads not yet completed). Objects move through presigned URLs
+ * signed by the service functions' roles: clients upload (to `uploads/`) and download with them,
+ * and the sandbox's runner fetches inputs and stores outputs.
  */
 export class Storage extends Construct {
   readonly table: dynamodb.TableV2
@@ -73,6 +87,7 @@ export class Storage extends Construct {
       serverAccessLogsPrefix: 'data-bucket/',
       lifecycleRules: [
         { id: 'ExpireSessionState', prefix: STATE_PREFIX, expiration: Duration.days(STATE_EXPIRATION_DAYS) },
+        { id: 'ExpireStagedUploads', prefix: UPLOADS_PREFIX, expiration: Duration.days(STAGED_UPLOAD_EXPIRATION_DAYS) },
         { id: 'AbortIncompleteUploads', abortIncompleteMultipartUploadAfter: Duration.days(ABORT_INCOMPLETE_UPLOAD_DAYS) },
       ],
       // Only for browsers uploading or downloading with presigned URLs; the URL is the credential.

@@ -113,6 +113,12 @@ describe('API role', () => {
         Action: 'lambda:InvokeFunction',
         Resource: { 'Fn::GetAtt': [workerFn.logicalId, 'Arn'] },
       },
+      {
+        Sid: 'StagedUploads',
+        Effect: 'Allow',
+        Action: ['s3:DeleteObject', 's3:GetObject', 's3:PutObject'],
+        Resource: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucket.logicalId, 'Arn'] }, '/uploads/*']] },
+      },
     ])
     expect(sorted(OBJECT_ACTIONS)).toEqual(['s3:DeleteObject', 's3:GetObject', 's3:PutObject'])
     expect(TABLE_ACTIONS).not.toContain('dynamodb:Scan')
@@ -153,13 +159,13 @@ describe('API role', () => {
     expect(text).not.toMatch(/"Resource":"\*"/)
   })
 
-  it('may touch only files/* and state/* of its bucket: no ListBucket, no other prefix, no other bucket', () => {
+  it('may touch only files/*, state/* and uploads/* of its bucket: no ListBucket, no other prefix, no other bucket', () => {
     const text = JSON.stringify(policies[0]!.Properties.PolicyDocument)
     expect(text).not.toContain('s3:ListBucket')
     const s3Resources = (policies[0]!.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown }[])
       .filter((st) => [st.Action].flat().some((a) => a.startsWith('s3:')))
       .flatMap((st) => [st.Resource].flat())
-    expect(s3Resources.map((r: any) => r['Fn::Join'][1][1])).toEqual(['/files/*', '/state/*'])
+    expect(s3Resources.map((r: any) => r['Fn::Join'][1][1])).toEqual(['/files/*', '/state/*', '/uploads/*'])
   })
 })
 

@@ -137,7 +137,7 @@ describe('scheduled analyses', () => {
     expect(lambdaStatements).toHaveLength(1)
   })
 
-  it('gives the schedule function the API function\'s environment and rights (but not the worker), plus its dead-letter queue', () => {
+  it('gives the schedule function the API function\'s environment and rights (but not the worker, nor staged uploads), plus its dead-letter queue', () => {
     const apiFn = resourceByPrefix(template, 'AWS::Lambda::Function', 'ApiFunction')
     const { WORKER_FUNCTION_NAME, ...apiVariables } = apiFn.resource.Properties.Environment.Variables
     expect(WORKER_FUNCTION_NAME).toBeDefined()
@@ -155,7 +155,8 @@ describe('scheduled analyses', () => {
     const scheduleStatements = withoutLogs(statements(fnRole))
     const deadLetter = scheduleStatements.filter((s) => s.Sid === undefined)
     expect(deadLetter).toEqual([{ Effect: 'Allow', Action: 'sqs:SendMessage', Resource: { 'Fn::GetAtt': [dlq.logicalId, 'Arn'] } }])
-    const apiStatements = withoutLogs(statements(apiRole)).filter((s) => s.Sid !== 'InvokeWorker')
+    // Staged client uploads are the API's alone (docs/deploy.md, Bucket layout).
+    const apiStatements = withoutLogs(statements(apiRole)).filter((s) => s.Sid !== 'InvokeWorker' && s.Sid !== 'StagedUploads')
     expect(scheduleStatements.filter((s) => s.Sid !== undefined)).toEqual(apiStatements)
   })
 
@@ -189,7 +190,9 @@ describe('scheduled analyses', () => {
     const types = Object.values(plain).map((r) => r.Type)
     expect(types).not.toContain('AWS::Scheduler::Schedule')
     expect(types).not.toContain('AWS::Scheduler::ScheduleGroup')
-    expect(types).not.toContain('AWS::SQS::Queue')
+    // The only queues are the background worker's failure queue and its dead-letter queue.
+    const queues = Object.entries(plain).filter(([, r]) => r.Type === 'AWS::SQS::Queue').map(([id]) => id)
+    expect(queues.filter((id) => !id.startsWith('WorkerFailedRuns'))).toEqual([])
   })
 })
 
