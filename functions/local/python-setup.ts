@@ -3,7 +3,9 @@ import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:f
 import { join } from 'node:path'
 
 export const SANDBOX_MODULES = ['numpy', 'pandas', 'scipy', 'sympy', 'matplotlib', 'cloudpickle']
-const DEBIAN_PACKAGES = SANDBOX_MODULES.map((m) => `python3-${m}`)
+// IPython makes a block a Jupyter cell (python-runtime/sandbox/cell.py); without it blocks run as
+// plain Python cells, so it is installed with the rest but not required.
+const DEBIAN_PACKAGES = [...SANDBOX_MODULES.map((m) => `python3-${m}`), 'python3-ipython', 'python3-matplotlib-inline']
 const CHECK = `import sys; assert sys.version_info >= (3, 10), sys.version; import ${SANDBOX_MODULES.join(', ')}`
 
 export class PythonSetupError extends Error {}
