@@ -161,6 +161,9 @@ def _make_shell():
     config.HistoryManager.enabled = False
     config.HistoryManager.hist_file = ":memory:"
     shell = Shell.instance(config=config)
+    # Bookmarks and the directory history (%cd, %bookmark) in memory: the profile folder on disk is
+    # the zygote's, not writable by a block in the root posture, and shared by blocks in the others.
+    shell.db = {}
     # sys.exit() ends a block as it ends a script: no advice to use exit() instead.
     import warnings
     warnings.filterwarnings("ignore", message="To exit: use", category=UserWarning,

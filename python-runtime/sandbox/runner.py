@@ -240,6 +240,11 @@ class Runner:
         self.wiper.wipe(uid, waiting=waiting, keep={self.config.scratch_root, pool.mpl_dir, pool.font_cache},
                         standby_uids={sb.uid for sb in pool.standbys} | set(pool.pending))
         remove_ipc({os.getuid() if uid is None else uid})
+        if uid is None and not pool.config_dir_intact():
+            # A same-uid block wrote into the zygote's config folder: a fresh zygote (and folder)
+            # for the next block, so nothing it left can reach a later one.
+            log.warning("a block changed the zygote's config folder; the zygote restarts")
+            pool.stop_zygote()
 
 
 # --- Lambda entry point ---------------------------------------------------------------------------

@@ -9,13 +9,16 @@ from __future__ import annotations
 import array
 import collections
 import fcntl
+import hashlib
 import json
 import logging
 import os
+import re
 import select
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -65,6 +68,47 @@ class Standby:
                     pass
 
 
+_RUNNER_DIR = re.compile(r"^sandbox-(?:mpl|mplcache)-(\d+)-")
+
+
+def remove_stale_runner_dirs(tmp: str | None = None) -> None:
+    """Remove the config and font-cache folders that runners of this uid left in the temporary
+    folder when they were killed (no close() ran): each is named after its runner's pid, and is
+    removed once no process has that pid."""
+    tmp = tmp or tempfile.gettempdir()
+    for name in os.listdir(tmp):
+        m = _RUNNER_DIR.match(name)
+        if not m or int(m.group(1)) == os.getpid():
+            continue
+        path = os.path.join(tmp, name)
+        try:
+            if os.lstat(path).st_uid != os.geteuid():
+                continue
+            os.kill(int(m.group(1)), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            continue
+
+
+def tree_digest(root: str) -> str:
+    """SHA-256 over a small folder tree: each entry's path, type, and a file's bytes or a link's
+    target. Never follows links."""
+    h = hashlib.sha256()
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(dirs + files):
+            path = os.path.join(folder, name)
+            st = os.lstat(path)
+            h.update(f"{os.path.relpath(path, root)}\0{stat.S_IFMT(st.st_mode)}\0".encode())
+            if stat.S_ISREG(st.st_mode):
+                with open(path, "rb") as f:
+                    h.update(f.read())
+            elif stat.S_ISLNK(st.st_mode):
+                h.update(os.readlink(path).encode())
+    return h.hexdigest()
+
+
 class Pool:
     """The zygote process, its control channel, and the standbys it forked.
 
@@ -91,6 +135,8 @@ class Pool:
         self.hello: dict = {}
         self.mpl_dir: str | None = None
         self.font_cache: str | None = None  # see _keep_font_cache
+        self.config_digest: str | None = None  # see config_dir_intact
+        remove_stale_runner_dirs()
 
     # --- the zygote ------------------------------------------------------------------------------
 
@@ -112,7 +158,7 @@ class Pool:
         self.stop_zygote()
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         # A fresh matplotlib config dir per zygote: nothing a block wrote can shape the next import.
-        self.mpl_dir = tempfile.mkdtemp(prefix="sandbox-mpl-")
+        self.mpl_dir = tempfile.mkdtemp(prefix=f"sandbox-mpl-{os.getpid()}-")
         self._seed_font_cache()
         env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -141,6 +187,7 @@ class Pool:
         self.refused.update(hello.pop("refused", None) or {})
         self.hello = hello
         self._keep_font_cache()
+        self.config_digest = tree_digest(self.mpl_dir)
         log.info("zygote %d ready: %s", self.zygote.pid, self.hello)
         if self.hello.get("cell") != "ipython" and self.config.cell == "ipython":
             log.warning("blocks run as plain Python cells, not IPython's: %s", self.hello.get("cell_note"))
@@ -167,10 +214,16 @@ class Pool:
             return
         names = [n for n in os.listdir(self.mpl_dir) if n.startswith("fontlist-") and n.endswith(".json")]
         if names:
-            keep = tempfile.mkdtemp(prefix="sandbox-mplcache-")
+            keep = tempfile.mkdtemp(prefix=f"sandbox-mplcache-{os.getpid()}-")
             for name in names:
                 shutil.copyfile(os.path.join(self.mpl_dir, name), os.path.join(keep, name))
             self.font_cache = keep
+
+    def config_dir_intact(self) -> bool:
+        """False when the zygote's config folder (matplotlib's and IPython's) differs from what it
+        held at the zygote's hello. Same-uid blocks can write there; what they wrote must not
+        reach a later block (see Runner._wipe)."""
+        return self.mpl_dir is None or tree_digest(self.mpl_dir) == self.config_digest
 
     def drop_font_cache(self) -> None:
         """Remove the font cache kept by _keep_font_cache (at the runner's close)."""

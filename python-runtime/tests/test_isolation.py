@@ -253,6 +253,32 @@ def test_a_killed_zygote_leaves_no_standby_behind(worker):
     assert worker.run("print(2)")["outputs"][0]["text"] == "2"
 
 
+def test_what_a_block_writes_into_the_zygotes_config_folder_reaches_no_later_block(worker):
+    # Same uid (deployed, lambda): the block can write into matplotlib's and IPython's folder,
+    # which the wipe of /tmp keeps for the zygote; the runner notices and starts a fresh one.
+    r = worker.run("import matplotlib, os\nd = matplotlib.get_configdir()\n"
+                   "try:\n    open(os.path.join(d, 'matplotlibrc'), 'a').write('lines.linewidth: 9\\n')\n"
+                   "    print('written', d)\nexcept OSError as e:\n    print('refused', type(e).__name__)")
+    if worker.posture == "root":
+        assert texts(r).startswith("refused PermissionError"), r
+    else:
+        assert texts(r).startswith("written"), r
+    r = worker.run("import matplotlib, os\nprint(os.path.exists(os.path.join(matplotlib.get_configdir(), 'matplotlibrc')))")
+    assert texts(r).strip() == "False", r
+
+
+def test_ordinary_blocks_keep_the_zygote(worker):
+    # The config-folder check must not take ordinary work for tampering: a figure, %cd, %timeit.
+    worker.settle()
+    before = worker.zygote_pid
+    for code in ("import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()",
+                 "%cd /tmp\n%bookmark here", "%timeit -n 1 -r 1 sum(range(10))", "print(1)"):
+        r = worker.run(code)
+        assert r["status"] == "completed", (code, r)
+    worker.settle()
+    assert worker.zygote_pid == before
+
+
 def test_a_stopped_zygote_is_resumed(worker):
     # A same-uid block can SIGSTOP the zygote; left stopped, it would answer no fork request and
     # a later block would wait READY_TIMEOUT_S for a standby.
@@ -539,3 +565,19 @@ def test_system_v_ipc_does_not_outlive_the_block(worker):
     worker.settle()
     find = make.replace("ctypes.c_long(1 << 20), ctypes.c_long(0o1666)", "ctypes.c_long(0), ctypes.c_long(0)")
     assert texts(worker.run(find)) == "-1"
+
+
+def test_folders_of_killed_runners_are_removed_by_the_next_runner(tmp_path):
+    # A runner killed without close() leaves its config and font-cache folders; the next runner
+    # of the uid removes those whose runner pid is gone, and no other.
+    from sandbox.standbys import remove_stale_runner_dirs
+    gone = 2 ** 22 + 12345  # above pid_max's default: no such process
+    stale = [tmp_path / f"sandbox-mpl-{gone}-abc", tmp_path / f"sandbox-mplcache-{gone}-def"]
+    alive = tmp_path / f"sandbox-mpl-{os.getppid()}-ghi"
+    other = tmp_path / "sandbox-mpl-notapid"
+    for d in (*stale, alive, other):
+        d.mkdir()
+        (d / "fontlist-v330.json").write_text("{}")
+    remove_stale_runner_dirs(str(tmp_path))
+    assert [d.exists() for d in stale] == [False, False]
+    assert alive.exists() and other.exists()
