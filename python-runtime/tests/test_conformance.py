@@ -44,6 +44,9 @@ def test_a_block_answers_as_a_jupyter_kernel(worker, kernel_answers, case):
         pinned = spec["sandbox"]
         assert len(got) == len(pinned) and all(jo.matches(p, g) for p, g in zip(pinned, got)), \
             f"sandbox: {json.dumps(got)}\npinned:  {json.dumps(pinned)}"
-        assert got != expected, f"no longer differs from the kernel ({spec['differs']}): {json.dumps(got)}"
+        # Where the kernel's own order depends on timing (its stream threads), it may happen to
+        # match: only the sandbox's pinned answer is checked then.
+        if not spec.get("kernel_varies"):
+            assert got != expected, f"no longer differs from the kernel ({spec['differs']}): {json.dumps(got)}"
     else:
         assert got == expected, f"\nsandbox: {json.dumps(got)}\nkernel:  {json.dumps(expected)}"

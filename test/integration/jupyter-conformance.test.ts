@@ -15,7 +15,7 @@ import { api, execute, startTestService } from '../support/local'
 const RUNTIME = join(__dirname, '../../python-runtime')
 const PYTHON = process.env.PYTHON ?? '/usr/bin/python3'
 type Item = unknown[]
-type Case = { name: string; cells: string[]; differs?: string; sandbox?: Item[][]; postures?: Record<string, Partial<Case>> }
+type Case = { name: string; cells: string[]; differs?: string; kernel_varies?: boolean; sandbox?: Item[][]; postures?: Record<string, Partial<Case>> }
 const CASES: Case[] = JSON.parse(readFileSync(join(RUNTIME, 'tests/jupyter_cases.json'), 'utf8')).cases
 
 function pngSize(url: string | undefined): number[] {
@@ -160,7 +160,8 @@ describe.skipIf(!isRoot)('a block behaves like a Jupyter cell, through the HTTP 
               const pinned = c.sandbox as Item[][]
               if (!(pinned.length === got.length && pinned.every((p, i) => same(p, got[i]))))
                 problems.push(`${c.name}: ${JSON.stringify(got)} is not the pinned ${JSON.stringify(pinned)}`)
-              if (JSON.stringify(got) === JSON.stringify(kernel)) problems.push(`${c.name}: no longer differs (${c.differs})`)
+              // Where the kernel's own order depends on timing (its stream threads), it may match.
+              if (!c.kernel_varies && JSON.stringify(got) === JSON.stringify(kernel)) problems.push(`${c.name}: no longer differs (${c.differs})`)
             } else if (!(kernel.length === got.length && kernel.every((k, i) => same(k, got[i])))) {
               problems.push(`${c.name}:\n  api:    ${JSON.stringify(got)}\n  kernel: ${JSON.stringify(kernel)}`)
             }
